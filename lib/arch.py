@@ -1,0 +1,130 @@
+"""The one place that knows where each model family keeps its modules.
+
+`Arch(model)` works on an nnsight-wrapped model (giving Envoys, usable inside a trace) and on a
+plain transformers model (giving modules). Chapters and other lib modules ask it for
+`layers`, `attn_out(i)`, `o_proj(i)` ... and never spell a family's module paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from operator import attrgetter
+
+import torch
+
+
+@dataclass(frozen=True)
+class Family:
+    """Attribute paths of one architecture family, from the causal-LM root and from a layer."""
+
+    layers: str  # ModuleList of decoder blocks (root)
+    embed: str  # token embedding (root)
+    final_norm: str  # norm before the unembedding (root)
+    unembed: str  # the output projection (root)
+    attn: str  # attention block (layer)
+    o_proj: str  # linear whose *input* is the concatenated per-head outputs (layer)
+    mlp: str  # MLP block (layer)
+    attn_out: str  # module whose output is what attention writes to the residual (layer)
+    mlp_out: str  # module whose output is what the MLP writes to the residual (layer)
+
+
+_LLAMA = Family(
+    "model.layers", "model.embed_tokens", "model.norm", "lm_head",
+    "self_attn", "self_attn.o_proj", "mlp", "self_attn", "mlp",
+)
+# Gemma 2/3 normalise each block's output before adding it to the residual stream.
+_GEMMA = Family(
+    "model.layers", "model.embed_tokens", "model.norm", "lm_head",
+    "self_attn", "self_attn.o_proj", "mlp", "post_attention_layernorm", "post_feedforward_layernorm",
+)
+_GPT2 = Family(
+    "transformer.h", "transformer.wte", "transformer.ln_f", "lm_head",
+    "attn", "attn.c_proj", "mlp", "attn", "mlp",
+)
+_NEOX = Family(
+    "gpt_neox.layers", "gpt_neox.embed_in", "gpt_neox.final_layer_norm", "embed_out",
+    "attention", "attention.dense", "mlp", "attention", "mlp",
+)
+FAMILIES: dict[str, Family] = {
+    "llama": _LLAMA, "mistral": _LLAMA, "qwen2": _LLAMA, "qwen3": _LLAMA, "olmo2": _LLAMA,
+    "gemma2": _GEMMA, "gemma3_text": _GEMMA, "gpt2": _GPT2, "gpt_neox": _NEOX,
+}
+
+
+def first(output):
+    """The hidden-state tensor of a module output that may be a tuple (attention returns one)."""
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+class Arch:
+    """Module lookup and shape facts for one model (nnsight-wrapped or plain)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.config = getattr(model, "config", None) or model._model.config
+        model_type = self.config.model_type
+        if model_type not in FAMILIES:
+            raise ValueError(f"model family {model_type!r} is not supported; known: {sorted(FAMILIES)}")
+        self.family = FAMILIES[model_type]
+        self.n_layers: int = self.config.num_hidden_layers
+        self.n_heads: int = self.config.num_attention_heads
+        self.n_kv_heads: int = getattr(self.config, "num_key_value_heads", None) or self.n_heads
+        self.d_model: int = self.config.hidden_size
+        self.d_head: int = getattr(self.config, "head_dim", None) or self.d_model // self.n_heads
+        self.vocab_size: int = self.config.vocab_size
+
+    def _get(self, path: str, root=None):
+        return attrgetter(path)(self.model if root is None else root)
+
+    @property
+    def layers(self):
+        return self._get(self.family.layers)
+
+    def layer(self, i: int):
+        return self.layers[i]
+
+    @property
+    def embed(self):
+        return self._get(self.family.embed)
+
+    @property
+    def final_norm(self):
+        return self._get(self.family.final_norm)
+
+    @property
+    def unembed(self):
+        return self._get(self.family.unembed)
+
+    def attn(self, i: int):
+        return self._get(self.family.attn, self.layer(i))
+
+    def o_proj(self, i: int):
+        return self._get(self.family.o_proj, self.layer(i))
+
+    def mlp(self, i: int):
+        return self._get(self.family.mlp, self.layer(i))
+
+    def attn_out(self, i: int):
+        return self._get(self.family.attn_out, self.layer(i))
+
+    def mlp_out(self, i: int):
+        return self._get(self.family.mlp_out, self.layer(i))
+
+    @property
+    def hf(self) -> torch.nn.Module:
+        """The underlying transformers model (for calling modules outside a trace)."""
+        return getattr(self.model, "_model", self.model)
+
+    def hf_module(self, name: str, i: int | None = None) -> torch.nn.Module:
+        """A plain module by role name ('final_norm', 'unembed', 'o_proj', ...)."""
+        path = getattr(self.family, name)
+        return attrgetter(path)(self.hf if i is None else attrgetter(self.family.layers)(self.hf)[i])
+
+    def embed_scale(self) -> float:
+        """Factor the embedding layer multiplies by (Gemma scales by sqrt(d_model))."""
+        module = self.hf_module("embed")
+        scale = getattr(module, "embed_scale", 1.0)
+        return float(scale.item() if torch.is_tensor(scale) else scale)
+
+    def softcap(self) -> float | None:
+        return getattr(self.config, "final_logit_softcapping", None)

@@ -1,0 +1,60 @@
+"""Validate a chapter's papermill parameters before any work, with one-line errors."""
+
+from __future__ import annotations
+
+import torch
+
+
+class ParameterError(ValueError):
+    """A parameter is out of range; the message names it and what is allowed."""
+
+
+def resolve_device(device: str) -> str:
+    """'auto' picks cuda when present; an unavailable device is a ParameterError."""
+    allowed = ("auto", "cpu", "cuda") + tuple(f"cuda:{i}" for i in range(8))
+    if device not in allowed:
+        raise ParameterError(f"device: expected 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            raise ParameterError(f"device: {device!r} is not available here; use 'cpu' or 'auto'")
+    return device
+
+
+def check_positive(name: str, value) -> int:
+    """A count: a positive int (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ParameterError(f"{name}: expected a positive integer, got {value!r}")
+    return value
+
+
+def check_fraction(name: str, value, low: float = 0.0, high: float = 1.0) -> float:
+    """A number in [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ParameterError(f"{name}: expected a number in [{low}, {high}], got {value!r}")
+    return float(value)
+
+
+def check_layer(name: str, value, n_layers: int) -> int:
+    """A layer index in [-n_layers, n_layers); negative counts from the end. Returns it non-negative."""
+    if isinstance(value, bool) or not isinstance(value, int) or not -n_layers <= value < n_layers:
+        raise ParameterError(
+            f"{name}: expected a layer index in [0, {n_layers - 1}] (or negative from the end), got {value!r}"
+        )
+    return value % n_layers
+
+
+def check_choice(name: str, value, allowed) -> str:
+    """One of a fixed set of strings."""
+    if value not in allowed:
+        raise ParameterError(f"{name}: expected one of {sorted(allowed)}, got {value!r}")
+    return value
+
+
+def check_seed(value) -> int:
+    """A non-negative int seed."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ParameterError(f"seed: expected a non-negative integer, got {value!r}")
+    return value
