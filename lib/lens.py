@@ -1,0 +1,62 @@
+"""The logit lens: read every layer's residual stream through the final norm and unembedding.
+
+Chapter 01 writes the lens out in full; later chapters call these helpers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import nnsight
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from lib.arch import Arch
+from lib.data import batched, encode
+
+
+@torch.no_grad()
+def last_token_resid(model, prompts: Sequence[str], batch_size: int = 32,
+                     desc: str | None = None) -> Float[Tensor, "batch layer d_model"]:
+    """resid_post of every layer at each prompt's last token, batched (one trace per batch)."""
+    arch, out = Arch(model), []
+    for chunk in batched(list(prompts), batch_size, desc):
+        enc = encode(model.tokenizer, chunk, model.device)
+        with model.trace(enc):
+            states = nnsight.save([arch.layers[i].output[:, -1] for i in range(arch.n_layers)])
+        out.append(torch.stack(states, dim=1))
+    return torch.cat(out).float()
+
+
+@torch.no_grad()
+def unembed(arch: Arch, resid: Float[Tensor, "*batch d_model"]) -> Float[Tensor, "*batch vocab"]:
+    """Logits the model would give if `resid` were the last layer's output (norm, unembed, softcap)."""
+    norm, head = arch.hf_module("final_norm"), arch.hf_module("unembed")
+    logits = head(norm(resid.to(head.weight.device, head.weight.dtype))).float()
+    cap = arch.softcap()
+    return torch.tanh(logits / cap) * cap if cap else logits
+
+
+def token_rank(logits: Float[Tensor, "*batch vocab"], token: Int[Tensor, "*batch"]) -> Int[Tensor, "*batch"]:
+    """Rank of `token` under `logits` (0 = top-1): how many tokens score strictly higher."""
+    target = logits.gather(-1, token[..., None])
+    return (logits > target).sum(-1)
+
+
+@torch.no_grad()
+def lens_stats(arch: Arch, resid: Float[Tensor, "batch layer d_model"], tokens: Int[Tensor, "batch k"],
+               chunk: int = 16) -> dict[str, Tensor]:
+    """Per prompt and layer: top-1 token, and rank and probability of each of `tokens`' k columns.
+
+    Returns {"top": [batch, layer], "rank": [batch, layer, k], "prob": [batch, layer, k]}; vocab-sized
+    logits are made `chunk` prompts at a time so memory stays small.
+    """
+    tops, ranks, probs = [], [], []
+    for start in range(0, resid.shape[0], chunk):
+        logits = unembed(arch, resid[start:start + chunk])  # [b, layer, vocab]
+        tok = tokens[start:start + chunk, None, :].expand(-1, logits.shape[1], -1).to(logits.device)
+        tops.append(logits.argmax(-1).cpu())
+        ranks.append(torch.stack([token_rank(logits, tok[..., j]) for j in range(tok.shape[-1])], -1).cpu())
+        probs.append(logits.log_softmax(-1).gather(-1, tok).exp().cpu())
+    return {"top": torch.cat(tops), "rank": torch.cat(ranks), "prob": torch.cat(probs)}

@@ -1,0 +1,133 @@
+"""Execute chapters with papermill: `python -m lib.runner [--model M] [--device D] [--chapters 01,02] [k=v ...]`.
+
+Without --model, each chapter runs on its own default model and its outputs are written back into
+chapters/ (the committed book). With --model, runs go to _build/runs/<model>/ and the chapters stay
+untouched. A failing chapter is reported with its failing cell; the others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from lib.claims import records_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAPTERS = ROOT / "chapters"
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """key=value pairs; values are Python literals when they parse, else strings."""
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise SystemExit(f"parameter override {pair!r}: expected key=value")
+        key, raw = pair.split("=", 1)
+        try:
+            out[key] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            out[key] = raw
+    return out
+
+
+def select_chapters(spec: str | None) -> list[Path]:
+    """All chapters/NN_*.ipynb, or those whose number or name is in the comma-separated `spec`."""
+    found = sorted(CHAPTERS.glob("[0-9][0-9]_*.ipynb"))
+    if not spec:
+        return found
+    wanted = [s.strip() for s in spec.split(",") if s.strip()]
+    chosen = [p for p in found if any(p.stem == w or p.stem.startswith(f"{w}_") for w in wanted)]
+    if len(chosen) != len(wanted):
+        raise SystemExit(f"--chapters: {spec!r} does not match; available: {[p.stem for p in found]}")
+    return chosen
+
+
+def failing_cell(error) -> str:
+    """A one-line description of where papermill stopped."""
+    return f"cell {getattr(error, 'exec_count', '?')}: {getattr(error, 'ename', '')}: {getattr(error, 'evalue', error)}"
+
+
+def run_one(path: Path, model: str | None, parameters: dict) -> dict:
+    """Execute one chapter; returns its row for the summary table."""
+    import papermill as pm
+
+    out_dir = ROOT / "_build" / "runs" / model.replace("/", "__") if model else ROOT / "_build" / "executing"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    output = out_dir / path.name
+    begin = time.perf_counter()
+    row = {"chapter": path.stem}
+    try:
+        pm.execute_notebook(str(path), str(output), parameters=parameters, kernel_name="python3",
+                            cwd=str(CHAPTERS), progress_bar=False, log_output=False)
+        if model is None:
+            shutil.copyfile(output, path)  # the committed book gets the fresh outputs
+        row["status"] = "ok"
+    except Exception as error:  # papermill raises PapermillExecutionError; report and go on
+        row["status"] = f"FAILED ({failing_cell(error)})"
+    row["wall_s"] = round(time.perf_counter() - begin, 1)
+    return row | verdicts(path.stem, model or parameters.get("model_name"))
+
+
+def default_model(path: Path) -> str:
+    """The model_name a chapter's parameters cell sets."""
+    cells = json.loads(path.read_text())["cells"]
+    for cell in cells:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            namespace: dict = {}
+            exec("".join(cell["source"]), namespace)  # plain literals only, by convention
+            return namespace["model_name"]
+    raise SystemExit(f"{path.name}: no cell tagged 'parameters'")
+
+
+def verdicts(chapter: str, model: str | None) -> dict:
+    """Peak memory and verdict counts from the run's JSON record, if it wrote one."""
+    if model is None:
+        return {}
+    record_path = records_dir(model) / f"{chapter}.json"
+    if not record_path.exists():
+        return {}
+    record = json.loads(record_path.read_text())
+    counts = {}
+    for claim in record["claims"]:
+        counts[claim["verdict"]] = counts.get(claim["verdict"], 0) + 1
+    return {"peak_mb": record["peak_memory_mb"], "verdicts": ", ".join(f"{n} {v}" for v, n in counts.items())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="model for every chapter (default: each chapter's own)")
+    parser.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
+    parser.add_argument("--chapters", default=None, help="comma-separated numbers or names, e.g. 01,02")
+    parser.add_argument("overrides", nargs="*", help="parameter overrides as key=value")
+    args = parser.parse_args(argv)
+    parameters = parse_overrides(args.overrides)
+    if args.device != "auto":
+        parameters["device"] = args.device
+    if args.model:
+        parameters["model_name"] = args.model
+    rows = []
+    chapters = select_chapters(args.chapters)
+    for path in tqdm(chapters, desc="chapters", unit="chapter"):
+        model = args.model
+        rows.append(run_one(path, model, parameters) if model else
+                    run_one(path, None, parameters) | verdicts(path.stem, default_model(path)))
+    print_summary(rows)
+    return 1 if any(r["status"] != "ok" for r in rows) else 0
+
+
+def print_summary(rows: list[dict]) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame(rows).fillna("")
+    print("\n" + frame.to_string(index=False))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
