@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-MODEL ?= smollm2-135m
+MODEL ?=
 DEVICE ?= auto
 CHAPTERS ?=
 ARGS ?=
@@ -23,7 +23,7 @@ $(STAMP): requirements.txt requirements-models.txt pyproject.toml
 setup: $(STAMP)
 
 book: setup
-	$(PY) -m lib.runner --model $(MODEL) --device $(DEVICE) $(if $(CHAPTERS),--chapters $(CHAPTERS)) $(ARGS)
+	$(PY) -m lib.runner $(if $(MODEL),--model $(MODEL)) --device $(DEVICE) $(if $(CHAPTERS),--chapters $(CHAPTERS)) $(ARGS)
 	$(MAKE) site
 
 site: setup

@@ -61,7 +61,7 @@ class Arch:
 
     def __init__(self, model):
         self.model = model
-        self.config = getattr(model, "config", None) or model._model.config
+        self.config = model.config
         model_type = self.config.model_type
         if model_type not in FAMILIES:
             raise ValueError(f"model family {model_type!r} is not supported; known: {sorted(FAMILIES)}")
@@ -113,7 +113,7 @@ class Arch:
     @property
     def hf(self) -> torch.nn.Module:
         """The underlying transformers model (for calling modules outside a trace)."""
-        return getattr(self.model, "_model", self.model)
+        return getattr(self.model, "_module", self.model)
 
     def hf_module(self, name: str, i: int | None = None) -> torch.nn.Module:
         """A plain module by role name ('final_norm', 'unembed', 'o_proj', ...)."""

@@ -74,7 +74,7 @@ class Chapter:
 
 
 def start(name: str, *, model_name: str, device: str = "auto", seed: int = 0,
-          remote: bool = False, **params) -> Chapter:
+          remote=False, **params) -> Chapter:
     """Validate parameters (one-line ParameterError on bad ones), seed, load the model, style plots.
 
     Integer parameters whose name starts with `n_` must be positive. Layer parameters are checked

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-VERDICTS = {True: "holds", False: "does not hold", None: "not testable"}
+VERDICTS = {True: "holds", False: "does not hold", None: "no verdict"}
 
 
 @dataclass

@@ -6,7 +6,8 @@ import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from tqdm.auto import tqdm
+import torch
+from tqdm import tqdm
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 
@@ -20,7 +21,7 @@ def load_jsonl(name: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def encode(tokenizer, prompts: Sequence[str], device: str = "cpu") -> dict:
+def encode(tokenizer, prompts: Sequence[str], device: str | torch.device = "cpu") -> dict:
     """Left-padded batch (input_ids, attention_mask) on `device`: position -1 is every row's last token."""
     tokenizer.padding_side = "left"
     enc = tokenizer(list(prompts), return_tensors="pt", padding=True)

@@ -103,8 +103,10 @@ def resolve_source(model_name: str) -> str:
 def load_hf(model_name: str, device: str = "cpu"):
     """Load (transformers model, tokenizer) in float32 on `device`, in eval mode."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     source = resolve_source(model_name)
+    hf_logging.disable_progress_bar()  # a bar for a 2-second load is noise in the book
     tokenizer = AutoTokenizer.from_pretrained(source)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

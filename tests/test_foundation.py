@@ -1,0 +1,118 @@
+"""Loading, the cache, parameter validation, the lens and the claims table, on tiny models."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from lib import claims, params
+from lib.arch import Arch
+from lib.book import start
+from lib.data import encode
+from lib.lens import last_token_resid, lens_stats, token_rank, unembed
+from lib.models import load_model, resolve_source
+from lib.params import ParameterError
+from lib.runner import parse_overrides, select_chapters
+
+PROMPTS = ["w5 w6 w7 w8 w9", "w10 w11", "w3 w4 w5"]
+
+
+def test_loads_from_local_directory(tiny_model):
+    arch = Arch(tiny_model)
+    assert arch.n_layers == 4 and arch.n_heads == 4 and arch.n_kv_heads == 2
+    assert tiny_model.tokenizer.padding_side == "left"
+
+
+def test_embedded_name_uses_the_cache_without_converting(tiny_dir, tmp_path, monkeypatch):
+    import shutil
+    monkeypatch.setenv("FIELD_GUIDE_CACHE", str(tmp_path))
+    shutil.copytree(tiny_dir, tmp_path / "smollm2-135m")
+    assert resolve_source("smollm2-135m") == str(tmp_path / "smollm2-135m")
+    assert Arch(load_model("smollm2-135m")).n_layers == 4
+
+
+@pytest.mark.parametrize("kwargs, names", [
+    (dict(model_name="no-such-model"), "model_name"),
+    (dict(model_name="x", device="tpu"), "device"),
+    (dict(model_name="x", n_prompts=0), "n_prompts"),
+    (dict(model_name="x", seed=-1), "seed"),
+    (dict(model_name="x", remote="yes"), "remote"),
+])
+def test_bad_parameters_give_one_line_errors(kwargs, names):
+    with pytest.raises(ParameterError) as error:
+        start("00_test", **kwargs)
+    message = str(error.value)
+    assert message.startswith(f"{names}:") and "\n" not in message
+
+
+def test_layer_and_choice_checks():
+    assert params.check_layer("layer", -1, 30) == 29
+    with pytest.raises(ParameterError, match=r"^layer: expected a layer index in \[0, 29\]"):
+        params.check_layer("layer", 30, 30)
+    with pytest.raises(ParameterError, match="^task:"):
+        params.check_choice("task", "x", {"a", "b"})
+    with pytest.raises(ParameterError, match="^device:"):
+        params.resolve_device("cuda:7") if not torch.cuda.is_available() else params.check_choice("device", 1, {})
+
+
+def test_lens_last_layer_equals_model_logits(tiny_model):
+    arch = Arch(tiny_model)
+    resid = last_token_resid(tiny_model, PROMPTS, batch_size=2)
+    with torch.no_grad():
+        logits = arch.hf(**encode(tiny_model.tokenizer, PROMPTS)).logits[:, -1]
+    torch.testing.assert_close(unembed(arch, resid[:, -1]), logits, atol=1e-4, rtol=1e-4)
+
+
+def test_batched_resid_matches_one_prompt_at_a_time(tiny_model):
+    batched = last_token_resid(tiny_model, PROMPTS, batch_size=3)
+    single = torch.cat([last_token_resid(tiny_model, [p], batch_size=1) for p in PROMPTS])
+    torch.testing.assert_close(batched, single, atol=1e-4, rtol=1e-4)
+
+
+def test_token_rank_and_lens_stats_match_sorting(tiny_model):
+    arch = Arch(tiny_model)
+    resid = last_token_resid(tiny_model, PROMPTS)
+    tokens = torch.tensor([[5, 6], [7, 8], [9, 10]])
+    stats = lens_stats(arch, resid, tokens, chunk=2)
+    logits = unembed(arch, resid)
+    order = logits.argsort(-1, descending=True)
+    for b in range(3):
+        for layer in range(arch.n_layers):
+            for k in range(2):
+                slow = (order[b, layer] == tokens[b, k]).nonzero().item()
+                assert stats["rank"][b, layer, k] == slow
+    assert torch.equal(stats["top"], logits.argmax(-1))
+    assert token_rank(torch.tensor([[0.1, 0.9, 0.5]]), torch.tensor([2])).item() == 1
+
+
+def test_claims_table_rounds_and_record_is_written(tmp_path, monkeypatch):
+    monkeypatch.setenv("FIELD_GUIDE_RECORDS", str(tmp_path))
+
+    class Fake:
+        name, model_name, device, started = "00_test", "tiny", "cpu", 0.0
+        params, measurements = {"seed": 0}, {"x": torch.tensor(1.5)}
+        claims = [claims.Claim("c", "key", "p", 0.123456, ">= 0.1", True),
+                  claims.Claim("d", "key", "p", 3, "reported", None)]
+
+    frame = claims.table(Fake.claims)
+    assert list(frame["ours"]) == ["0.123", "3"] and list(frame["verdict"]) == ["holds", "no verdict"]
+    record = json.loads(Path(claims.write_record(Fake)).read_text())
+    assert record["measurements"]["x"] == 1.5 and record["claims"][0]["verdict"] == "holds"
+    assert record["peak_memory_mb"] > 0
+
+
+def test_runner_arguments():
+    assert parse_overrides(["n_prompts=8", "task=abc"]) == {"n_prompts": 8, "task": "abc"}
+    assert [p.stem for p in select_chapters("01")] == ["01_logit_lens"]
+    with pytest.raises(SystemExit):
+        select_chapters("99")
+
+
+def test_colab_cell_points_at_the_configured_repository():
+    root = Path(__file__).resolve().parent.parent
+    url = next(line.split("url:")[1].strip() for line in (root / "_config.yml").read_text().splitlines()
+               if line.strip().startswith("url:"))
+    for notebook in sorted((root / "chapters").glob("[0-9][0-9]_*.ipynb")):
+        sources = ["".join(c["source"]) for c in json.loads(notebook.read_text())["cells"]]
+        assert any(f"git clone -q --depth 1 {url} " in s for s in sources), notebook.name
