@@ -24,6 +24,25 @@ from lib.models import load_model
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _short_parameter_errors() -> None:
+    """In a notebook, show a ParameterError as its one line instead of a traceback."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+
+    def one_line(shell, etype, value, tb, tb_offset=None):
+        shell._showtraceback(etype, value, [f"{etype.__name__}: {value}"])
+
+    shell.set_custom_exc((P.ParameterError,), one_line)
+
+
+_short_parameter_errors()
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)

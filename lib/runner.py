@@ -58,6 +58,8 @@ def run_one(path: Path, model: str | None, parameters: dict) -> dict:
     """Execute one chapter; returns its row for the summary table."""
     import papermill as pm
 
+    record_model = model or default_model(path)
+    (records_dir(record_model) / f"{path.stem}.json").unlink(missing_ok=True)  # no stale verdicts
     out_dir = ROOT / "_build" / "runs" / model.replace("/", "__") if model else ROOT / "_build" / "executing"
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / path.name
@@ -72,7 +74,7 @@ def run_one(path: Path, model: str | None, parameters: dict) -> dict:
     except Exception as error:  # papermill raises PapermillExecutionError; report and go on
         row["status"] = f"FAILED ({failing_cell(error)})"
     row["wall_s"] = round(time.perf_counter() - begin, 1)
-    return row | verdicts(path.stem, model or parameters.get("model_name"))
+    return row | verdicts(path.stem, record_model)
 
 
 def default_model(path: Path) -> str:
@@ -86,10 +88,8 @@ def default_model(path: Path) -> str:
     raise SystemExit(f"{path.name}: no cell tagged 'parameters'")
 
 
-def verdicts(chapter: str, model: str | None) -> dict:
+def verdicts(chapter: str, model: str) -> dict:
     """Peak memory and verdict counts from the run's JSON record, if it wrote one."""
-    if model is None:
-        return {}
     record_path = records_dir(model) / f"{chapter}.json"
     if not record_path.exists():
         return {}
@@ -115,9 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     chapters = select_chapters(args.chapters)
     for path in tqdm(chapters, desc="chapters", unit="chapter"):
-        model = args.model
-        rows.append(run_one(path, model, parameters) if model else
-                    run_one(path, None, parameters) | verdicts(path.stem, default_model(path)))
+        rows.append(run_one(path, args.model, parameters))
     print_summary(rows)
     return 1 if any(r["status"] != "ok" for r in rows) else 0
 
