@@ -1,0 +1,114 @@
+"""Latent-language measurements (Wendler et al.): token-prefix sets of a word, and bootstrap bands.
+
+A word's probability under the logit lens is the summed probability of every vocabulary token
+that could *start* it: each token whose text is a non-empty prefix of the word, written either
+glued to what precedes it ("flo") or after a space (" flo"). Tokens that are partial UTF-8 bytes
+decode to U+FFFD and never count: they could start thousands of words.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+REPLACEMENT = "\ufffd"
+
+
+def vocab_index(tokenizer) -> dict[str, list[int]]:
+    """Decoded text -> token ids with that text, over the whole vocabulary (special tokens left out)."""
+    special = set(tokenizer.all_special_ids)
+    ids = [i for i in range(len(tokenizer)) if i not in special]
+    index = defaultdict(list)
+    for i, text in zip(ids, tokenizer.batch_decode([[i] for i in ids])):
+        if text and REPLACEMENT not in text:
+            index[text].append(i)
+    return dict(index)
+
+
+def prefix_token_ids(index: dict[str, list[int]], word: str) -> list[int]:
+    """Ids of every token whose text is a non-empty prefix of `word`, bare or after one space."""
+    found = set()
+    for k in range(1, len(word) + 1):
+        found.update(index.get(word[:k], ()))
+        found.update(index.get(" " + word[:k], ()))
+    return sorted(found)
+
+
+def first_token_after(tokenizer, context: str, word: str) -> int | None:
+    """The token the model must emit first to write `word` right after `context`; None when the
+    tokenizer merges the word into the context's last token."""
+    ctx = tokenizer(context, add_special_tokens=False).input_ids
+    full = tokenizer(context + word, add_special_tokens=False).input_ids
+    return full[len(ctx)] if full[: len(ctx)] == ctx and len(full) > len(ctx) else None
+
+
+def answer_sets(tokenizer, index: dict[str, list[int]], target: str, english: str,
+                context: str = ': "') -> tuple[list[int], list[int]] | None:
+    """(target ids, English ids), or None when the item is ambiguous and must be dropped.
+
+    Kept only if the words differ (ignoring case), both words' first tokens after `context` are
+    whole characters, and neither first token is in the other word's prefix set. Tokens in both
+    sets (e.g. a shared first letter) are removed from both, so no mass counts twice.
+    """
+    if target.casefold() == english.casefold():
+        return None
+    tgt, eng = set(prefix_token_ids(index, target)), set(prefix_token_ids(index, english))
+    firsts = first_token_after(tokenizer, context, target), first_token_after(tokenizer, context, english)
+    if firsts[0] not in tgt or firsts[1] not in eng or firsts[0] in eng or firsts[1] in tgt:
+        return None
+    shared = tgt & eng
+    return sorted(tgt - shared), sorted(eng - shared)
+
+
+def multi_hot(sets: Sequence[Sequence[int]], vocab: int) -> Float[Tensor, "batch vocab"]:
+    """Row b is 1 at the ids of sets[b]: multiply with probabilities and sum to get a set's mass."""
+    mask = torch.zeros(len(sets), vocab)
+    for row, ids in enumerate(sets):
+        mask[row, list(ids)] = 1.0
+    return mask
+
+
+def set_probability(logits: Float[Tensor, "batch layer vocab"],
+                    mask: Float[Tensor, "batch vocab"]) -> Float[Tensor, "batch layer"]:
+    """Summed softmax probability of each row's token set, at every layer."""
+    return torch.einsum("blv,bv->bl", logits.softmax(-1), mask.to(logits.device))
+
+
+def entropy_bits(logits: Float[Tensor, "*batch vocab"]) -> Float[Tensor, "*batch"]:
+    """Entropy of softmax(logits) in bits."""
+    logp = logits.log_softmax(-1)
+    return -(logp.exp() * logp).sum(-1) / np.log(2)
+
+
+def bootstrap_ci(values: Float[Tensor, "n layer"], n_boot: int = 1000, seed: int = 0,
+                 level: float = 0.95) -> dict[str, Tensor]:
+    """Mean over the n rows and its percentile bootstrap interval, per column.
+
+    Rows (prompts) are resampled with replacement, the same draw for every column, from a
+    generator seeded with `seed`, so bands are reproducible. Returns {"mean", "low", "high"}.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    draws = torch.randint(0, values.shape[0], (n_boot, values.shape[0]), generator=gen)
+    means = values.double()[draws].mean(1)  # [boot, layer]
+    alpha = (1 - level) / 2
+    low, high = torch.quantile(means, torch.tensor([alpha, 1 - alpha], dtype=means.dtype), dim=0)
+    return {"mean": values.double().mean(0), "low": low, "high": high}
+
+
+def longest_run(mask: Bool[Tensor, "layer"] | Sequence[bool]) -> tuple[int, int] | None:
+    """(first, last) index of the longest run of True (the earliest on ties); None if none is True."""
+    best, start = None, None
+    flags = [bool(x) for x in mask] + [False]
+    for i, flag in enumerate(flags):
+        if flag and start is None:
+            start = i
+        elif not flag and start is not None:
+            if best is None or i - start > best[1] - best[0] + 1:
+                best = (start, i - 1)
+            start = None
+    return best

@@ -1,0 +1,83 @@
+"""lib.latent on the tiny word-level tokenizer and random tensors, against slow references."""
+
+import numpy as np
+import pytest
+import torch
+
+from lib import latent
+from tests.tiny import WORDS, tiny_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return tiny_tokenizer()
+
+
+def slow_prefix_ids(tokenizer, word):
+    """Loop over the whole vocabulary, decoding each token: the definition, written plainly."""
+    ids = []
+    for i in range(len(tokenizer)):
+        text = tokenizer.decode([i])
+        if i in tokenizer.all_special_ids or not text or latent.REPLACEMENT in text:
+            continue
+        bare = text[1:] if text.startswith(" ") else text
+        if bare and word.startswith(bare):
+            ids.append(i)
+    return sorted(ids)
+
+
+@pytest.mark.parametrize("word", ["w1", "w12", "w123", "w250", "x"])
+def test_prefix_token_ids_matches_vocab_scan(tok, word):
+    index = latent.vocab_index(tok)
+    assert latent.prefix_token_ids(index, word) == slow_prefix_ids(tok, word)
+
+
+def test_prefix_token_ids_word_level(tok):
+    index = latent.vocab_index(tok)
+    assert [WORDS[i] for i in latent.prefix_token_ids(index, "w123")] == ["w1", "w12", "w123"]
+
+
+def test_prefix_sets_with_spaces():
+    index = {"f": [1], " f": [2], "fl": [3], " flow": [4], "flower": [5], "x": [6], " ": [7], "flowers": [8]}
+    assert latent.prefix_token_ids(index, "flower") == [1, 2, 3, 4, 5]
+
+
+def test_answer_sets_filters(tok):
+    index = latent.vocab_index(tok)
+    assert latent.answer_sets(tok, index, "w12", "W12") is None          # same word up to case
+    assert latent.answer_sets(tok, index, "w12", "w123") is None         # first token w12 is a prefix of w123
+    target, english = latent.answer_sets(tok, index, "w34", "w56", context="w0 ")
+    assert [WORDS[i] for i in target] == ["w3", "w34"] and [WORDS[i] for i in english] == ["w5", "w56"]
+
+
+def test_set_probability_and_entropy(tiny_model):
+    torch.manual_seed(0)
+    vocab = len(tiny_model.tokenizer)
+    logits = torch.randn(3, 4, vocab)
+    sets = [[5, 6], [7], list(range(10, 20))]
+    got = latent.set_probability(logits, latent.multi_hot(sets, vocab))
+    want = torch.stack([logits[b].softmax(-1)[:, ids].sum(-1) for b, ids in enumerate(sets)])
+    torch.testing.assert_close(got, want)
+    p = logits.softmax(-1).double()
+    torch.testing.assert_close(latent.entropy_bits(logits).double(), -(p * p.log2()).sum(-1), rtol=1e-5, atol=1e-5)
+
+
+def test_bootstrap_ci_matches_loop():
+    values = torch.randn(30, 5)
+    got = latent.bootstrap_ci(values, n_boot=200, seed=3)
+    gen = torch.Generator().manual_seed(3)
+    draws = torch.randint(0, 30, (200, 30), generator=gen)
+    means = np.stack([values[d].double().mean(0).numpy() for d in draws])
+    torch.testing.assert_close(got["mean"], values.double().mean(0))
+    torch.testing.assert_close(got["low"].numpy(), np.quantile(means, 0.025, axis=0))
+    torch.testing.assert_close(got["high"].numpy(), np.quantile(means, 0.975, axis=0))
+    again = latent.bootstrap_ci(values, n_boot=200, seed=3)
+    assert torch.equal(again["low"], got["low"])
+    assert (got["low"] <= got["mean"]).all() and (got["mean"] <= got["high"]).all()
+
+
+@pytest.mark.parametrize("mask, want", [([0, 1, 1, 0, 1], (1, 2)), ([0, 0], None), ([1, 0, 1], (0, 0)),
+                                        ([0, 1, 1, 1], (1, 3))])
+def test_longest_run(mask, want):
+    assert latent.longest_run([bool(x) for x in mask]) == want
+    assert latent.longest_run(torch.tensor(mask, dtype=torch.bool)) == want
