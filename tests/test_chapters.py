@@ -1,0 +1,46 @@
+"""Every chapter follows the template: parameters cell, one setup call, exercise, claims table, references."""
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+CHAPTERS = sorted((Path(__file__).resolve().parent.parent / "chapters").glob("[0-9][0-9]_*.ipynb"))
+
+
+def cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["cells"]
+
+
+def source(cell: dict) -> str:
+    return "".join(cell["source"])
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_chapter_follows_the_template(path):
+    all_cells = cells(path)
+    code = [c for c in all_cells if c["cell_type"] == "code"]
+    text = "\n".join(source(c) for c in all_cells if c["cell_type"] == "markdown")
+    params = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(params) == 1, "exactly one cell tagged 'parameters'"
+    tree = ast.parse(source(params[0]))
+    assert all(isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant) for n in tree.body), \
+        "the parameters cell holds plain literals only"
+    names = {n.targets[0].id for n in tree.body}
+    assert {"model_name", "device", "seed"} <= names
+    assert sum(f'start("{path.stem}"' in source(c) for c in code) == 1, "one setup call naming the chapter"
+    checked = [c for c in code if source(c).startswith("# NBVAL_CHECK_OUTPUT")]
+    assert len(checked) == 1 and "ch.claims_table()" in source(checked[0])
+    assert "{exercise}" in text and "{solution-start}" in text, "an exercise with a hidden solution"
+    assert "{footbibliography}" in text and "{footcite}" in text, "cites papers and ends with references"
+    assert all(c.get("outputs") is not None for c in code) and any(c.get("outputs") for c in code), \
+        "committed with outputs"
+    assert not any(o.get("output_type") == "error" for c in code for o in c.get("outputs", []))
+
+
+def test_every_chapter_is_in_the_table_of_contents():
+    root = Path(__file__).resolve().parent.parent
+    toc = (root / "_toc.yml").read_text()
+    for path in CHAPTERS:
+        assert f"file: chapters/{path.stem}" in toc, f"{path.name} missing from _toc.yml"
