@@ -1,0 +1,195 @@
+"""Batched sweeps and ablations against the obvious slow reference: one forward pass per patch,
+written with plain PyTorch hooks on the transformers model (no nnsight), on tiny Llama and Gemma 3."""
+
+import pytest
+import torch
+
+from lib.arch import Arch, first
+from lib.data import encode
+from lib.models import load_hf
+from lib.patching import (
+    SITES,
+    Run,
+    ablate,
+    ablate_directions,
+    ablate_heads,
+    ablate_mlps,
+    ablation_sweep,
+    logit_diff_metric,
+    mean_activations,
+    patch,
+    patch_sweep,
+    prob_metric,
+)
+
+CLEAN = ["w5 w6 w7 w8 w9", "w20 w21 w22 w23"]  # different lengths: rows are left-padded
+CORRUPT = ["w5 w40 w41 w8 w9", "w20 w50 w22 w23"]
+ANSWER, WRONG = torch.tensor([10, 30]), torch.tensor([11, 31])
+
+
+@pytest.fixture(scope="module")
+def hf(tiny_dir):
+    return load_hf(str(tiny_dir))[0]
+
+
+def pairs(tokenizer, noise: bool):
+    """(clean, corrupt) runs: swapped tokens, or ROME-style noise on positions 1-2 of the clean prompt."""
+    enc = encode(tokenizer, CLEAN + CORRUPT)
+    clean = {k: v[:2] for k, v in enc.items()}
+    if not noise:
+        return Run(clean), Run({k: v[2:] for k, v in enc.items()})
+    delta = torch.zeros(2, enc["input_ids"].shape[1], 64)
+    delta[:, -4:-2] = torch.randn(2, 2, 64, generator=torch.Generator().manual_seed(0))
+    return Run(clean), Run(clean, delta)
+
+
+class Hooks:
+    """Read or overwrite one site of a plain transformers model with forward (pre-)hooks."""
+
+    def __init__(self, hf, run: Run):
+        self.arch, self.run, self.handles = Arch(hf), run, []
+
+    def module(self, site, layer):
+        if site == "resid_pre" or site == "resid_post":
+            return self.arch.hf_module("layers")[layer]
+        return self.arch.hf_module({"head": "o_proj"}.get(site, site), layer)
+
+    def on(self, site, layer, fn):
+        """fn(tensor) edits in place the site's tensor (heads viewed as [batch, pos, head, d_head])."""
+        def pre(module, args, kwargs):
+            x = args[0] if args else kwargs["hidden_states"]
+            fn(x.view(*x.shape[:2], self.arch.n_heads, -1) if site == "head" else x)
+
+        def post(module, args, output):
+            fn(first(output))
+
+        m = self.module(site, layer)
+        if site in ("resid_pre", "head"):
+            self.handles.append(m.register_forward_pre_hook(pre, with_kwargs=True))
+        else:
+            self.handles.append(m.register_forward_hook(post))
+
+    def logits(self):
+        if self.run.embed_delta is not None:
+            delta = self.run.embed_delta
+            self.handles.append(self.arch.hf_module("embed").register_forward_hook(
+                lambda m, a, out: out + delta))
+        try:
+            return self.arch.hf(**self.run.enc).logits[:, -1].float()
+        finally:
+            for h in self.handles:
+                h.remove()
+
+
+def ref_act(hf, run, site, layer):
+    hooks, saved = Hooks(hf, run), {}
+    hooks.on(site, layer, lambda x: saved.setdefault("x", x.clone()))
+    hooks.logits()
+    return saved["x"]
+
+
+def ref_patched(hf, run, site, layer, index, value):
+    hooks = Hooks(hf, run)
+
+    def write(x):
+        x[index] = value
+    hooks.on(site, layer, write)
+    return hooks.logits()
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("direction,noise", [("denoise", True), ("noise", False)])  # both corruptions
+@pytest.mark.parametrize("site", SITES)
+def test_sweep_matches_one_pass_per_patch(tiny_model, hf, site, direction, noise):
+    clean, corrupt = pairs(tiny_model.tokenizer, noise)
+    metric = logit_diff_metric(ANSWER, WRONG)
+    positions = [-1, -3] if site == "head" else None
+    res = patch_sweep(tiny_model, clean, corrupt, site, metric, direction, positions=positions, chunk_size=7)
+    source, target = (clean, corrupt) if direction == "denoise" else (corrupt, clean)
+    arch, seq = Arch(hf), clean.shape[1]
+    n_index = arch.n_heads if site == "head" else seq
+    assert res.values.shape == (2, arch.n_layers, n_index)
+    for p in range(2):
+        src, tgt = source.select(torch.tensor([p])), target.select(torch.tensor([p]))
+        for layer in range(arch.n_layers):
+            act = ref_act(hf, src, site, layer)
+            for k in range(n_index):
+                index = (0, [seq - 1, seq - 3], k) if site == "head" else (0, k)
+                logits = ref_patched(hf, tgt, site, layer, index, act[index])
+                want = metric(logits, torch.tensor([p]))[0]
+                torch.testing.assert_close(res.values[p, layer, k], want, atol=1e-4, rtol=1e-4)
+    for run, base in ((clean, res.clean), (corrupt, res.corrupt)):
+        torch.testing.assert_close(base, metric(Hooks(hf, run).logits(), torch.arange(2)), atol=1e-4, rtol=1e-4)
+
+
+@torch.no_grad()
+def test_per_pair_positions_layers_and_frame(tiny_model):
+    clean, corrupt = pairs(tiny_model.tokenizer, noise=False)
+    metric = prob_metric(ANSWER)
+    full = patch_sweep(tiny_model, clean, corrupt, "resid_pre", metric)
+    pos = torch.tensor([[4, 1], [2, 3]])
+    part = patch_sweep(tiny_model, clean, corrupt, "resid_pre", metric, layers=[3, 1], positions=pos)
+    torch.testing.assert_close(part.values, torch.stack([full.values[p][[3, 1]][:, pos[p]] for p in range(2)]))
+    frame = part.frame
+    assert len(frame) == 8 and set(frame.position) == {1, 2, 3, 4} and frame["head"].isna().all()
+    assert frame.token.iloc[0] == tiny_model.tokenizer.convert_ids_to_tokens(clean.enc["input_ids"][0, 4].item())
+    torch.testing.assert_close(torch.tensor(frame.recovery.to_numpy()), part.recovery().flatten())
+    # restoring the whole clean residual stream at layer 0 recovers the clean run exactly
+    torch.testing.assert_close(patch(tiny_model, corrupt, clean, [("resid_pre", 0)], last_only=True)[:, -1]
+                               .softmax(-1)[torch.arange(2), ANSWER], full.clean)
+
+
+@torch.no_grad()
+def test_head_ablation_matches_reference_gqa(tiny_model, hf):
+    run = Run(encode(tiny_model.tokenizer, CLEAN))
+    means = mean_activations(tiny_model, run, "head")  # [layer, head, d_head]
+    mask = run.enc["attention_mask"].bool()
+    ref_mean = ref_act(hf, run, "head", 2)[mask].mean(0)
+    torch.testing.assert_close(means[2], ref_mean, atol=1e-5, rtol=1e-4)
+    for mode, value in (("zero", 0.0), ("mean", means[2, 3])):
+        got = ablate_heads(tiny_model, run, [(2, 3)], mode=mode, last_only=True)[:, -1]
+        want = ref_patched(hf, run, "head", 2, (slice(None), slice(None), 3), value)
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    # heads 2 and 3 share a key/value head under GQA, but each query head's output is its own
+    a = ablate_heads(tiny_model, run, [(2, 2)], mode="zero", last_only=True)
+    b = ablate_heads(tiny_model, run, [(2, 3)], mode="zero", last_only=True)
+    assert not torch.allclose(a, b)
+
+
+@torch.no_grad()
+def test_mlp_ablation_per_row_positions_and_mixed_components(tiny_model, hf):
+    run = Run(encode(tiny_model.tokenizer, CLEAN))
+    means = mean_activations(tiny_model, run, "mlp_out")
+    pos = torch.tensor([[3], [4]])
+    got = ablate_mlps(tiny_model, run, [1], mode="mean", means=means, positions=pos, last_only=True)[:, -1]
+    for row in range(2):
+        want = ref_patched(hf, run.select(torch.tensor([row])), "mlp_out", 1, (0, pos[row, 0]), means[1])
+        torch.testing.assert_close(got[row], want[0], atol=1e-4, rtol=1e-4)
+    both = ablate(tiny_model, run, [("mlp_out", 3), ("head", 1, 0)], mode="zero", last_only=True)
+    hooks = Hooks(hf, run)
+    hooks.on("head", 1, lambda x: x[:, :, 0].zero_())
+    hooks.on("mlp_out", 3, lambda x: x.zero_())
+    torch.testing.assert_close(both[:, -1], hooks.logits(), atol=1e-4, rtol=1e-4)
+
+
+@torch.no_grad()
+def test_direction_ablation_projects_out(tiny_model, hf):
+    run = Run(encode(tiny_model.tokenizer, CLEAN))
+    u = torch.randn(2, 64, generator=torch.Generator().manual_seed(1))
+    got = ablate_directions(tiny_model, run, 2, u, mode="zero", last_only=True)[:, -1]
+    q = torch.linalg.qr(u.T)[0]
+    hooks = Hooks(hf, run)
+    hooks.on("resid_pre", 2, lambda x: x.sub_((x @ q) @ q.T))
+    torch.testing.assert_close(got, hooks.logits(), atol=1e-4, rtol=1e-4)
+
+
+@torch.no_grad()
+def test_ablation_sweep_matches_single_ablations(tiny_model):
+    run = Run(encode(tiny_model.tokenizer, CLEAN))
+    metric = prob_metric(ANSWER)
+    res = ablation_sweep(tiny_model, run, "head", metric, mode="zero", positions=[-1], chunk_size=5)
+    for layer, head in [(0, 0), (3, 2)]:
+        logits = ablate_heads(tiny_model, run, [(layer, head)], mode="zero", positions=[-1], last_only=True)
+        torch.testing.assert_close(res.values[:, layer, head], metric(logits[:, -1], torch.arange(2)),
+                                   atol=1e-5, rtol=1e-4)
+    assert res.recovery().isnan().all()
