@@ -9,6 +9,7 @@ the held-out part (`layer_accuracy`). The control refits with the training label
     train, test = split(labels, test_fraction=0.3, seed=0)
     acc = layer_accuracy(states, labels, train, test)                  # [layer] held-out accuracy
     ctrl = layer_accuracy(states, labels, train, test, shuffled=True)  # [layer], ~chance
+    right = layer_correct(states, labels, train, test)                 # [layer, test] per item, for CIs
     first = layer_at_fraction(acc, 0.9)                                # first layer >= 90% of peak
 
 Everything is deterministic for a given seed (lbfgs solver, fixed permutation), so results
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupShuffleSplit, train_test_split
 from sklearn.pipeline import make_pipeline
@@ -45,10 +46,10 @@ def fit_probe(x: Float[np.ndarray, "item d"], y: Int[np.ndarray, "item"], C: flo
     return probe.fit(x, y)
 
 
-def layer_accuracy(states: Float[Tensor, "item layer d"] | Float[np.ndarray, "item layer d"],
-                   labels: Int[np.ndarray, "item"], train: np.ndarray, test: np.ndarray,
-                   C: float = 1.0, shuffled: bool = False, seed: int = 0) -> Float[np.ndarray, "layer"]:
-    """Held-out accuracy of a probe fitted separately on each layer.
+def layer_correct(states: Float[Tensor, "item layer d"] | Float[np.ndarray, "item layer d"],
+                  labels: Int[np.ndarray, "item"], train: np.ndarray, test: np.ndarray,
+                  C: float = 1.0, shuffled: bool = False, seed: int = 0) -> Bool[np.ndarray, "layer test"]:
+    """Whether each held-out item is classified right by a probe fitted separately on each layer.
 
     With `shuffled=True` the training labels are permuted (one fixed permutation from `seed`,
     the same for every layer) and the probe is scored on the true test labels: the control.
@@ -58,8 +59,15 @@ def layer_accuracy(states: Float[Tensor, "item layer d"] | Float[np.ndarray, "it
     y_train = y[train]
     if shuffled:
         y_train = np.random.default_rng(seed).permutation(y_train)
-    return np.array([(fit_probe(x[train, layer], y_train, C).predict(x[test, layer]) == y[test]).mean()
+    return np.stack([fit_probe(x[train, layer], y_train, C).predict(x[test, layer]) == y[test]
                      for layer in range(x.shape[1])])
+
+
+def layer_accuracy(states: Float[Tensor, "item layer d"] | Float[np.ndarray, "item layer d"],
+                   labels: Int[np.ndarray, "item"], train: np.ndarray, test: np.ndarray,
+                   C: float = 1.0, shuffled: bool = False, seed: int = 0) -> Float[np.ndarray, "layer"]:
+    """Held-out accuracy per layer (mean of `layer_correct`); `shuffled=True` gives the control."""
+    return layer_correct(states, labels, train, test, C, shuffled, seed).mean(1)
 
 
 def layer_at_fraction(accuracy: Float[np.ndarray, "layer"], fraction: float = 0.9) -> int:

@@ -6,7 +6,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from lib.lens import last_token_resid
-from lib.probes import layer_accuracy, layer_at_fraction, split
+from lib.probes import layer_accuracy, layer_at_fraction, layer_correct, split
 
 
 def planted(n=200, n_layers=6, d=16, from_layer=3, seed=0):
@@ -69,3 +69,11 @@ def test_probe_matches_written_out_sklearn_on_tiny_model(tiny_model):
 def test_layer_at_fraction_bounds(fraction):
     acc = np.array([0.4, 0.6, 0.8])
     assert 0 <= layer_at_fraction(acc, fraction) <= 2
+
+
+def test_layer_correct_is_per_item_accuracy():
+    states, labels = planted(n=60)
+    train, test = split(labels, 0.5)
+    right = layer_correct(states, labels, train, test)
+    assert right.shape == (6, 30) and right.dtype == bool
+    np.testing.assert_array_equal(right.mean(1), layer_accuracy(states, labels, train, test))
