@@ -117,19 +117,21 @@ EVENTS = {
 }
 SUFFIX = " I feel"  # the last-token residual is read here
 
+# Neutral openings: no emotional content, but each ends by inviting the model to name a feeling,
+# so that a word-level judge can read which emotion a (steered) continuation expresses.
 NEUTRAL_PROMPTS = [
-    "This morning I walked to the library, and",
-    "Yesterday I cleaned the kitchen, and then",
-    "Today I took the bus to work, and",
-    "Last weekend I visited my aunt, and",
-    "After lunch I went for a walk, and",
-    "Tonight I am cooking dinner at home, and",
-    "On Monday I had a meeting at the office, and",
-    "This afternoon I read a book in the garden, and",
-    "Earlier today I went to the post office, and",
-    "Last night I watched the news, and",
-    "This evening I called my brother, and",
-    "On Sunday I went to the market, and",
+    "This morning I walked to the library, and I felt",
+    "Yesterday I cleaned the kitchen, and I felt",
+    "Today I took the bus to work, and I felt",
+    "Last weekend I visited my aunt, and I felt",
+    "After lunch I went for a walk, and I felt",
+    "Tonight I am cooking dinner at home, and I feel",
+    "On Monday I had a meeting at the office, and I felt",
+    "This afternoon I read a book in the garden, and I felt",
+    "Earlier today I went to the post office, and I felt",
+    "Last night I watched the news, and I felt",
+    "This evening I called my brother, and I felt",
+    "On Sunday I went to the market, and I felt",
 ]
 
 
