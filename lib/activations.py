@@ -1,0 +1,100 @@
+"""Massive activations (Sun et al., 2024): per-layer top |entries| of the residual stream vs the
+median, what each block writes there, setting chosen entries to a value, and perplexity.
+
+    resid = residual_states(model, enc)                       # [batch, layer, pos, d_model]
+    top = top_entries(resid, enc["attention_mask"], k=3)      # values/feature/position, median
+    logits = set_entries(model, enc, {11: [507]}, values)     # massive entries -> zero or mean
+    perplexity(logits, enc)                                   # exp(mean next-token NLL)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import nnsight
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from lib.arch import Arch, first
+from lib.attention import first_token_position
+from lib.patching import Edit, run_with_edits
+
+
+@torch.no_grad()
+def residual_states(model, enc: dict) -> Float[Tensor, "batch layer pos d_model"]:
+    """resid_post of every layer for every position, in one trace."""
+    arch = Arch(model)
+    with model.trace(enc, logits_to_keep=1):
+        states = nnsight.save([arch.layers[i].output for i in range(arch.n_layers)])
+    return torch.stack(states, 1).float()
+
+
+@torch.no_grad()
+def block_writes(model, enc: dict, layer: int) -> dict[str, Float[Tensor, "batch pos d_model"]]:
+    """resid_pre, attn_out, mlp_out and resid_post of one layer, in one trace (what each block adds)."""
+    arch = Arch(model)
+    with model.trace(enc, logits_to_keep=1):
+        pre = nnsight.save(arch.layers[layer].input.clone())
+        attn = nnsight.save(first(arch.attn_out(layer).output).clone())
+        mlp = nnsight.save(arch.mlp_out(layer).output.clone())
+        post = nnsight.save(arch.layers[layer].output.clone())
+    return {"resid_pre": pre.float(), "attn_out": attn.float(), "mlp_out": mlp.float(), "resid_post": post.float()}
+
+
+@dataclass
+class TopEntries:
+    """The k largest |entries| of each row's hidden states per layer, and the median |entry|."""
+
+    values: Float[Tensor, "batch layer k"]  # |entry|, largest first
+    feature: Int[Tensor, "batch layer k"]  # hidden dimension of each entry
+    position: Int[Tensor, "batch layer k"]  # token index within the text (0 = first real token)
+    median: Float[Tensor, "batch layer"]  # median |entry| over the row's real tokens and dimensions
+
+    @property
+    def ratio(self) -> Float[Tensor, "batch layer"]:
+        """Largest |entry| over the median |entry| (Sun et al.'s criterion uses 100x)."""
+        return self.values[..., 0] / self.median
+
+
+def top_entries(resid: Float[Tensor, "batch layer pos d_model"], attention_mask: Int[Tensor, "batch pos"],
+                k: int = 3) -> TopEntries:
+    """Top-k |entries| per row and layer (padding excluded), with their feature and token index."""
+    batch, n_layer, seq, d = resid.shape
+    real = attention_mask.to(resid.device).bool()
+    size = resid.abs().masked_fill(~real[:, None, :, None], -1.0)
+    values, flat = size.flatten(2).topk(k, dim=-1)
+    offset = first_token_position(attention_mask).to(resid.device)[:, None, None]
+    median = torch.stack([size[b][:, real[b]].flatten(1).median(-1).values for b in range(batch)])
+    return TopEntries(values, flat % d, flat // d - offset, median)
+
+
+def set_entries(model, enc: dict, features: dict[int, list[int]], values: dict[int, Tensor],
+                positions: Int[Tensor, "batch m"]) -> Float[Tensor, "batch pos vocab"]:
+    """All-position logits with resid_post[layer][row, positions[row], features[layer]] overwritten.
+
+    `values[layer]` is [len(features[layer])] (the same for every row and position), e.g. zeros or
+    the entries' mean over inputs. Only those coordinates change (lib.patching's Edit with a basis).
+    """
+    batch, m = positions.shape
+    rows = torch.arange(batch)
+    edits = []
+    for layer, feats in features.items():
+        basis = torch.eye(Arch(model).d_model)[:, feats]  # orthonormal: one column per feature
+        new = values[layer].float().view(1, 1, -1).expand(batch, m, len(feats))
+        edits.append(Edit("resid_post", layer, rows, positions.long(), new, basis=basis))
+    return run_with_edits(model, enc, edits, last_only=False)
+
+
+def token_nll(logits: Float[Tensor, "batch pos vocab"], enc: dict) -> tuple[Float[Tensor, " batch"], Int[Tensor, " batch"]]:
+    """Summed next-token negative log-likelihood per row over real tokens, and how many were scored."""
+    ids, mask = enc["input_ids"].to(logits.device), enc["attention_mask"].to(logits.device).bool()
+    logp = logits[:, :-1].float().log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]
+    scored = mask[:, 1:] & mask[:, :-1]  # predict a real token from a real token
+    return -(logp * scored).sum(-1), scored.sum(-1)
+
+
+def perplexity(logits: Float[Tensor, "batch pos vocab"], enc: dict) -> float:
+    """exp of the mean next-token NLL over all real tokens of the batch."""
+    nll, count = token_nll(logits, enc)
+    return float(torch.exp(nll.sum() / count.sum()))

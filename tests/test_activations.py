@@ -1,0 +1,93 @@
+import pytest
+import torch
+
+from lib.arch import Arch  # before lib.activations: beartype must load before nnsight (see lib.patching's tests)
+from lib.activations import block_writes, perplexity, residual_states, set_entries, token_nll, top_entries  # noqa: I001
+from lib.data import encode
+
+PROMPTS = ["w5 w6 w7 w8 w9 w10 w11 w12", "w20 w21 w22", "w30 w31 w32 w33 w34"]
+
+
+@pytest.fixture(scope="module")
+def enc(tiny_model):
+    return encode(tiny_model.tokenizer, PROMPTS)
+
+
+def hf_hidden(tiny_model, enc) -> torch.Tensor:
+    """Reference resid_post via a forward hook on every plain decoder layer."""
+    arch, out = Arch(tiny_model), []
+    handles = [arch.hf_module("layers")[i].register_forward_hook(lambda m, a, o: out.append(o))
+               for i in range(arch.n_layers)]
+    try:
+        with torch.no_grad():
+            arch.hf(**enc)
+    finally:
+        for h in handles:
+            h.remove()
+    return torch.stack([o[0] if isinstance(o, tuple) else o for o in out], 1)
+
+
+def test_residual_states_match_hooks(tiny_model, enc):
+    torch.testing.assert_close(residual_states(tiny_model, enc), hf_hidden(tiny_model, enc))
+
+
+def test_top_entries_against_loop(tiny_model, enc):
+    resid = residual_states(tiny_model, enc)
+    top = top_entries(resid, enc["attention_mask"], k=2)
+    mask = enc["attention_mask"].bool()
+    for b in range(resid.shape[0]):
+        for layer in range(resid.shape[1]):
+            h = resid[b, layer, mask[b]].abs()  # [real pos, d]
+            values, flat = h.flatten().topk(2)
+            torch.testing.assert_close(top.values[b, layer], values)
+            assert top.feature[b, layer].tolist() == (flat % h.shape[1]).tolist()
+            assert top.position[b, layer].tolist() == (flat // h.shape[1]).tolist()
+            torch.testing.assert_close(top.median[b, layer], h.flatten().median())
+    assert top.ratio.shape == top.median.shape
+
+
+def test_block_writes_add_up(tiny_model, enc):
+    w = block_writes(tiny_model, enc, 1)
+    torch.testing.assert_close(w["resid_pre"] + w["attn_out"] + w["mlp_out"], w["resid_post"], atol=1e-4, rtol=1e-4)
+
+
+def test_set_entries_identity_and_zero(tiny_model, enc):
+    arch = Arch(tiny_model)
+    pos = (enc["attention_mask"] == 0).sum(-1)[:, None]
+    feats = {1: [0, 5]}
+    resid = residual_states(tiny_model, enc)
+    with torch.no_grad():
+        plain = arch.hf(**enc).logits
+    # writing back a row-independent value equal to row 0's entries changes row 0 not at all
+    same = resid[0, 1, pos[0, 0], feats[1]]
+    logits = set_entries(tiny_model, enc, feats, {1: same}, pos)
+    torch.testing.assert_close(logits[0], plain[0], atol=1e-4, rtol=1e-4)
+    # zeroing: compare with a forward hook doing the same edit
+    def hook(module, args, out):
+        h = out[0] if isinstance(out, tuple) else out
+        h = h.clone()
+        for b in range(h.shape[0]):
+            h[b, pos[b, 0], feats[1]] = 0.0
+        return (h,) + tuple(out[1:]) if isinstance(out, tuple) else h
+    handle = arch.hf_module("layers")[1].register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            reference = arch.hf(**enc).logits
+    finally:
+        handle.remove()
+    zeroed = set_entries(tiny_model, enc, feats, {1: torch.zeros(2)}, pos)
+    torch.testing.assert_close(zeroed, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_perplexity_matches_hf_loss(tiny_model):
+    enc = encode(tiny_model.tokenizer, ["w5 w6 w7 w8 w9 w10", "w1 w2 w3 w4 w5 w6"])  # equal length: no padding
+    with torch.no_grad():
+        out = Arch(tiny_model).hf(**enc, labels=enc["input_ids"])
+    torch.testing.assert_close(torch.tensor(perplexity(out.logits, enc)), out.loss.exp(), atol=1e-4, rtol=1e-4)
+    nll, count = token_nll(out.logits, enc)
+    assert count.tolist() == [enc["input_ids"].shape[1] - 1] * 2
+    # padding is not scored
+    padded = encode(tiny_model.tokenizer, ["w5 w6 w7 w8 w9 w10", "w1 w2"])
+    with torch.no_grad():
+        logits = Arch(tiny_model).hf(**padded).logits
+    assert token_nll(logits, padded)[1].tolist() == [int(padded["attention_mask"][i].sum()) - 1 for i in range(2)]
