@@ -119,9 +119,10 @@ def continuation_perplexity(model, gen: Generation) -> Float[Tensor, "batch"]:
     """Perplexity of each row's generated tokens under the unsteered model (a fluency measure)."""
     ids = gen.ids.to(model.device)
     mask = torch.cat([gen.prompt_mask, torch.ones_like(gen.ids[:, gen.n_prompt:])], 1).to(model.device)
-    with model.trace({"input_ids": ids, "attention_mask": mask}):
-        logits = nnsight.save(model.output.logits)
-    logprobs = logits[:, gen.n_prompt - 1:-1].float().log_softmax(-1).cpu()
+    n_new = gen.ids.shape[1] - gen.n_prompt
+    with model.trace({"input_ids": ids, "attention_mask": mask}, logits_to_keep=n_new + 1):
+        logits = nnsight.save(model.output.logits)  # [batch, n_new + 1, vocab]: only the positions we score
+    logprobs = logits[:, :-1].float().log_softmax(-1).cpu()
     target = gen.ids[:, gen.n_prompt:]
     token_lp = logprobs.gather(-1, target[..., None])[..., 0]
     keep = continuation_mask(gen, model.tokenizer.eos_token_id).float()
