@@ -8,15 +8,31 @@ decode to U+FFFD and never count: they could start thousands of words.
 
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 from collections.abc import Sequence
 
+import nnsight
 import numpy as np
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from lib.arch import Arch
+from lib.data import batched
+from lib.params import ParameterError
+
 REPLACEMENT = "\ufffd"
+LANGUAGES = {"en": "English", "fr": "Français", "de": "Deutsch", "es": "Español", "zh": "中文"}
+
+
+def parse_tasks(tasks) -> list[tuple[str, str]]:
+    """'fr-zh' style task names -> (source, target) pairs; ParameterError unless both are known
+    languages, differ, and neither is English (English is the latent language we look for)."""
+    allowed = sorted(f"{a}-{b}" for a in LANGUAGES for b in LANGUAGES if a != b and "en" not in (a, b))
+    if not isinstance(tasks, (list, tuple)) or not tasks or any(t not in allowed for t in tasks):
+        raise ParameterError(f"tasks: expected a non-empty list of {allowed}, got {tasks!r}")
+    return [tuple(t.split("-")) for t in tasks]
 
 
 def vocab_index(tokenizer) -> dict[str, list[int]]:
@@ -73,10 +89,10 @@ def multi_hot(sets: Sequence[Sequence[int]], vocab: int) -> Float[Tensor, "batch
     return mask
 
 
-def set_probability(logits: Float[Tensor, "batch layer vocab"],
+def set_probability(probs: Float[Tensor, "batch layer vocab"],
                     mask: Float[Tensor, "batch vocab"]) -> Float[Tensor, "batch layer"]:
-    """Summed softmax probability of each row's token set, at every layer."""
-    return torch.einsum("blv,bv->bl", logits.softmax(-1), mask.to(logits.device))
+    """Summed probability of each row's token set (mask from `multi_hot`), at every layer."""
+    return torch.einsum("blv,bv->bl", probs, mask.to(probs.device, probs.dtype))
 
 
 def entropy_bits(logits: Float[Tensor, "*batch vocab"]) -> Float[Tensor, "*batch"]:
@@ -112,3 +128,38 @@ def longest_run(mask: Bool[Tensor, "layer"] | Sequence[bool]) -> tuple[int, int]
                 best = (start, i - 1)
             start = None
     return best
+
+
+@torch.no_grad()
+def shared_prefix_resid(model, prefix: str, suffixes: Sequence[str], batch_size: int = 32,
+                        desc: str | None = None) -> Float[Tensor, "batch layer d_model"]:
+    """resid_post of every layer at the last token of each `prefix + suffix`, like
+    `lib.lens.last_token_resid`, but the shared prefix (the few-shot examples) runs once: its key/value
+    cache is copied for each batch of right-padded suffixes, so only the suffix tokens are computed.
+
+    The prefix must end where the tokenizer splits (e.g. after a newline); this is checked.
+    """
+    arch, tok = Arch(model), model.tokenizer
+    pre = tok(prefix, return_tensors="pt").input_ids.to(model.device)
+    cache = arch.hf(input_ids=pre, use_cache=True).past_key_values
+    out = []
+    for chunk in batched(list(suffixes), batch_size, desc):
+        ids = [tok(s, add_special_tokens=False).input_ids for s in chunk]
+        for s, row in zip(chunk, ids):
+            if tok(prefix + s).input_ids != pre[0].tolist() + row:
+                raise ValueError(f"prefix and suffix {s!r} do not tokenize separately as they do together")
+        lengths = torch.tensor([len(row) for row in ids])
+        input_ids = torch.full((len(ids), int(lengths.max())), tok.pad_token_id)
+        for b, row in enumerate(ids):
+            input_ids[b, :len(row)] = torch.tensor(row)
+        mask = torch.cat([torch.ones(len(ids), pre.shape[1], dtype=torch.long),
+                          (torch.arange(input_ids.shape[1]) < lengths[:, None]).long()], 1)
+        past = copy.deepcopy(cache)
+        past.batch_repeat_interleave(len(ids))
+        enc = {"input_ids": input_ids.to(model.device), "attention_mask": mask.to(model.device)}
+        with model.trace(enc, past_key_values=past, use_cache=True) as tracer:
+            states = nnsight.save([arch.layers[i].output for i in range(arch.n_layers)])
+            tracer.stop()
+        last = (lengths - 1).to(model.device)
+        out.append(torch.stack([s[torch.arange(len(ids)), last] for s in states], 1))
+    return torch.cat(out).float()

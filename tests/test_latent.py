@@ -1,5 +1,6 @@
 """lib.latent on the tiny word-level tokenizer and random tensors, against slow references."""
 
+import beartype  # noqa: F401  (loaded before nnsight: nnsight first breaks beartype's import)
 import numpy as np
 import pytest
 import torch
@@ -55,7 +56,7 @@ def test_set_probability_and_entropy(tiny_model):
     vocab = len(tiny_model.tokenizer)
     logits = torch.randn(3, 4, vocab)
     sets = [[5, 6], [7], list(range(10, 20))]
-    got = latent.set_probability(logits, latent.multi_hot(sets, vocab))
+    got = latent.set_probability(logits.softmax(-1), latent.multi_hot(sets, vocab))
     want = torch.stack([logits[b].softmax(-1)[:, ids].sum(-1) for b, ids in enumerate(sets)])
     torch.testing.assert_close(got, want)
     p = logits.softmax(-1).double()
@@ -81,3 +82,24 @@ def test_bootstrap_ci_matches_loop():
 def test_longest_run(mask, want):
     assert latent.longest_run([bool(x) for x in mask]) == want
     assert latent.longest_run(torch.tensor(mask, dtype=torch.bool)) == want
+
+
+def test_parse_tasks():
+    assert latent.parse_tasks(["fr-zh", "zh-de"]) == [("fr", "zh"), ("zh", "de")]
+    for bad in (["en-zh"], ["fr-en"], ["fr-fr"], [], "fr-zh", ["xx-zh"]):
+        with pytest.raises(latent.ParameterError, match="tasks"):
+            latent.parse_tasks(bad)
+
+
+def test_shared_prefix_resid_matches_full_prompts(tiny_model):
+    from lib.lens import last_token_resid
+
+    prefix, suffixes = "w5 w6 w7", [" w8", " w9 w10 w11", " w12 w13"]
+    got = latent.shared_prefix_resid(tiny_model, prefix, suffixes, batch_size=2)
+    want = last_token_resid(tiny_model, [prefix + s for s in suffixes], batch_size=3)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_shared_prefix_resid_checks_token_boundary(tiny_model):
+    with pytest.raises(ValueError, match="tokenize"):
+        latent.shared_prefix_resid(tiny_model, "w5 w", ["6 w7"])
