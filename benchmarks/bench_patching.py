@@ -53,8 +53,8 @@ def save_random_model(shape: str, directory: Path) -> Path:
 
 
 def timed(fn, device: str, repeats: int) -> tuple[float, object]:
-    """Best wall time of `repeats` calls after one warm-up, and the last result."""
-    result = fn()
+    """Best wall time of `repeats` calls (after one warm-up call on CUDA), and the last result."""
+    result = fn() if device == "cuda" else None
     best = float("inf")
     for _ in range(repeats):
         if device == "cuda":
@@ -78,14 +78,14 @@ def inputs(vocab: int, n_pos: int, device: str) -> tuple[dict, dict, torch.Tenso
     return enc(clean), enc(corrupt), torch.tensor([5]), torch.tensor([7])
 
 
-def bench_shape(shape: str, device: str, repeats: int, skip: set[str]) -> dict:
+def bench_shape(shape: str, device: str, repeats: int, skip: set[str], positions: int | None) -> dict:
     from lib.arch import Arch
     from lib.models import load_model
     from lib.patching import auto_chunk_size, logit_diff_metric, patch_sweep
 
     directory = save_random_model(shape, Path(tempfile.mkdtemp()))
     model = load_model(str(directory), device)
-    arch, n_pos = Arch(model), SHAPES[shape][1]
+    arch, n_pos = Arch(model), positions or SHAPES[shape][1]
     clean, corrupt, answer, wrong = inputs(arch.vocab_size, n_pos, device)
     metric = logit_diff_metric(answer, wrong)
     n_rows = arch.n_layers * n_pos
@@ -178,15 +178,22 @@ def main() -> None:
                         help="default: both on CUDA, 135m on CPU (the 1B shape takes minutes per method there)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats of floor and lib (best taken)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["loop", "tl"])
+    parser.add_argument("--positions", type=int, default=None, help="prompt length (default 16)")
     parser.add_argument("--out", type=Path, default=None, help="JSON results path")
+    parser.add_argument("--plot", nargs="+", type=Path, default=None,
+                        help="instead of measuring: bar chart of these JSON results, saved to --figure")
+    parser.add_argument("--figure", type=Path, default=Path("appendix/patching_speed.png"))
     args = parser.parse_args()
-    shapes = args.shapes or (list(SHAPES) if args.device == "cuda" else ["135m"])
+    if args.plot:
+        plot(args.plot, args.figure)
+        return
+    shapes = args.shapes or (["135m", "1b"] if args.device == "cuda" else ["135m"])
     result = {"device": device_name(args.device), "date": datetime.date.today().isoformat(),
               "torch": torch.__version__, "shapes": []}
     print(f"device: {result['device']}  torch {torch.__version__}")
     for shape in shapes:
         print(f"shape {shape}: residual stream sweep, layer x position", flush=True)
-        result["shapes"].append(bench_shape(shape, args.device, args.repeats, set(args.skip)))
+        result["shapes"].append(bench_shape(shape, args.device, args.repeats, set(args.skip), args.positions))
     report(result)
     out = args.out or Path(__file__).parent / "results" / f"{args.device}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -207,6 +214,36 @@ def report(result: dict) -> None:
         tl = r["times_s"].get("tl")
         speedup = "" if tl is None else f"; TransformerLens / lib = {tl / r['times_s']['lib']:.1f}x"
         print(f"  lib <= 1.10x floor: {ok_lib}; all agree (|diff| < 1e-2): {agree}{speedup}")
+
+
+def plot(paths: list[Path], figure: Path) -> None:
+    """Seaborn bar chart of time / floor per method, one group per (device, shape), log scale."""
+    import pandas as pd
+    import seaborn as sns
+    from matplotlib import pyplot as plt
+
+    rows = []
+    for path in paths:
+        result = json.loads(path.read_text())
+        device = result["device"].split(",")[0]
+        for r in result["shapes"]:
+            rows += [{"run": f"{device}\n{r['shape']} shape, {r['rows']} patches", "method": METHODS[m],
+                      "time / floor": ratio} for m, ratio in r["ratio_to_floor"].items()]
+    sns.set_theme(style="whitegrid")
+    _, ax = plt.subplots(figsize=(10, 4))
+    sns.barplot(pd.DataFrame(rows), x="run", y="time / floor", hue="method", ax=ax)
+    ax.set(yscale="log", xlabel="", ylabel="time / floor (log scale)",
+           title="Residual-stream patching sweep: time relative to the floor")
+    ax.axhline(1.1, color="grey", ls="--", lw=1)
+    ax.legend(title="method", loc="upper left", bbox_to_anchor=(1.01, 1))
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    plt.tight_layout()
+    plt.savefig(figure, dpi=150)
+    print(f"wrote {figure}")
+
+
+METHODS = {"floor": "floor (plain batched)", "lib": "lib.patching (batched)", "loop": "nnsight, one trace per patch",
+           "tl": "TransformerLens 4.3"}
 
 
 if __name__ == "__main__":
