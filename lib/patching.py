@@ -83,16 +83,19 @@ def as_run(x: Run | dict) -> Run:
 @dataclass(frozen=True)
 class Edit:
     """Overwrite `site` at `layer`, for batch rows `rows` at positions `pos` [k, m] (and query heads
-    `heads` [k]), with `values` [k, m, d]. With `basis` [d, r] (orthonormal columns) only the
-    component in span(basis) is replaced and `values` [k, m, r] are its new coordinates."""
+    `heads` [k]), with `values` [k, m, d] — or, with `src_rows` [k], with the same site of those
+    rows of the same batch (a sweep runs its source prompts alongside the patched rows). With
+    `basis` [d, r] (orthonormal columns) only the component in span(basis) is replaced and
+    `values` [k, m, r] are its new coordinates."""
 
     site: str
     layer: int
     rows: Int[Tensor, " k"]
     pos: Int[Tensor, "k m"]
-    values: Float[Tensor, "k m d"]
+    values: Float[Tensor, "k m d"] | None
     heads: Int[Tensor, " k"] | None = None
     basis: Float[Tensor, "d_model r"] | None = None
+    src_rows: Int[Tensor, " k"] | None = None
 
 
 def site_tensor(arch: Arch, site: str, layer: int) -> Tensor:
@@ -114,7 +117,10 @@ def site_tensor(arch: Arch, site: str, layer: int) -> Tensor:
 def _write(act: Tensor, edit: Edit) -> None:
     """Apply one edit in place to a live activation."""
     index = (edit.rows[:, None], edit.pos) + (() if edit.heads is None else (edit.heads[:, None],))
-    index = tuple(i.to(act.device) for i in index)
+    index = tuple(i.to(act.device, non_blocking=True) for i in index)
+    if edit.src_rows is not None:
+        act[index] = act[(edit.src_rows.to(act.device, non_blocking=True)[:, None],) + index[1:]]
+        return
     values = edit.values.to(act.device, act.dtype)
     if edit.basis is None:
         act[index] = values
@@ -255,37 +261,66 @@ def _rows(n_pair: int, n_layer: int, n_index: int) -> tuple[Tensor, Tensor, Tens
     return grid[:, 0], grid[:, 1], grid[:, 2]
 
 
-def _sweep_edits(site: str, layers: list[int], source: Tensor, pair: Tensor, layer_slot: Tensor,
-                 index_slot: Tensor, index: Tensor, head_pos: Tensor | None) -> list[Edit]:
-    """One Edit per layer present in a chunk: each row's site, from `source` [pair, layer, pos, ...]."""
+def _sweep_edits(site: str, layers: list[int], pair: Tensor, layer_slot: Tensor, index_slot: Tensor,
+                 index: Tensor, head_pos: Tensor | None, row0: int, source: Tensor | None,
+                 src_row: Tensor | None) -> list[Edit]:
+    """One Edit per layer present in a chunk: rows row0.. patch their own site, with values from
+    `source` [pair, layer, pos, ...] or from batch row `src_row[pair]` (index tensors stay on CPU)."""
     edits = []
     for slot in layer_slot.unique().tolist():
         rows = (layer_slot == slot).nonzero()[:, 0]
         p, s = pair[rows], index_slot[rows]
-        if site == "head":
-            heads, pos = index[p, s], head_pos[p]
-            values = source[p[:, None], slot, pos, heads[:, None]]
-        else:
-            heads, pos = None, index[p, s][:, None]
-            values = source[p[:, None], slot, pos]
-        edits.append(Edit(site, layers[slot], rows, pos, values, heads))
+        heads = index[p, s] if site == "head" else None
+        pos = head_pos[p] if site == "head" else index[p, s][:, None]
+        values, src = None, None if src_row is None else src_row[p]
+        if source is not None:
+            dev = source.device
+            values = source[(p[:, None].to(dev), slot, pos.to(dev)) + (() if heads is None else (heads[:, None].to(dev),))]
+        edits.append(Edit(site, layers[slot], rows + row0, pos, values, heads, src_rows=src))
     return edits
 
 
+def _concat(runs: Sequence[Run]) -> Run:
+    """Stack runs along the batch (embedding noise zero where a run has none)."""
+    enc = {k: torch.cat([r.enc[k] for r in runs]) for k in runs[0].enc}
+    if all(r.embed_delta is None for r in runs):
+        return Run(enc)
+    like = next(r.embed_delta for r in runs if r.embed_delta is not None)
+    deltas = [r.embed_delta if r.embed_delta is not None else like.new_zeros(r.shape[0], *like.shape[1:])
+              for r in runs]
+    return Run(enc, torch.cat(deltas))
+
+
 @torch.no_grad()
-def _sweep(model, target: Run, source: Tensor, site: str, metric: Metric, layers: list[int],
-           index: Tensor, head_pos: Tensor | None, chunk_size: int | None) -> Tensor:
-    """Metric of every (pair, layer, index) row, patched from `source`, chunk by chunk."""
+def _sweep(model, target: Run, site: str, metric: Metric, layers: list[int], index: Tensor,
+           head_pos: Tensor | None, chunk_size: int | None, source: Tensor | None = None,
+           source_run: Run | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Metric of every (pair, layer, index) row, chunk by chunk, one trace each; and the metric of
+    the unpatched source and target runs (NaN without `source_run`).
+
+    With `source_run`, each chunk's batch is [source prompts, target prompts, patched rows]: rows
+    copy their site from the source prompt's row at the same layer, so no activations are stored."""
     n_pair, seq = target.shape
-    pair, layer_slot, index_slot = (t.to(source.device) for t in _rows(n_pair, len(layers), index.shape[1]))
+    pair, layer_slot, index_slot = _rows(n_pair, len(layers), index.shape[1])
     chunk = chunk_size or auto_chunk_size(model, seq)
-    out = []
+    out, base = [], torch.full((2, n_pair), float("nan"))
     for start in range(0, len(pair), chunk):
-        sl = slice(start, start + chunk)
-        edits = _sweep_edits(site, layers, source, pair[sl], layer_slot[sl], index_slot[sl], index, head_pos)
-        logits = run_with_edits(model, target.select(pair[sl]), edits)[:, -1]
-        out.append(metric(logits, pair[sl].to(logits.device)).float().cpu())
-    return torch.cat(out).view(n_pair, len(layers), index.shape[1])
+        p = pair[start:start + chunk]
+        run, row0, src_row = target.select(p), 0, None
+        if source_run is not None:
+            used = p.unique()
+            src_row = torch.zeros(n_pair, dtype=torch.long)
+            src_row[used] = torch.arange(len(used))
+            run, row0 = _concat([source_run.select(used), target.select(used), run]), 2 * len(used)
+        edits = _sweep_edits(site, layers, p, layer_slot[start:start + chunk], index_slot[start:start + chunk],
+                             index, head_pos, row0, source, src_row)
+        logits = run_with_edits(model, run, edits)[:, -1]
+        if source_run is not None:
+            u = len(used)
+            both = metric(logits[:row0], torch.cat([used, used]).to(logits.device)).float().cpu()
+            base[:, used] = both.view(2, u)
+        out.append(metric(logits[row0:], p.to(logits.device)).float().cpu())
+    return torch.cat(out).view(n_pair, len(layers), index.shape[1]), base[0], base[1]
 
 
 def _sweep_index(arch: Arch, site: str, positions: Positions, heads: Sequence[int] | None,
@@ -323,14 +358,13 @@ def patch_sweep(model, clean: Run | dict, corrupt: Run | dict, site: str, metric
     if clean.shape != corrupt.shape:
         raise ValueError(f"clean and corrupt batches differ in shape: {clean.shape} vs {corrupt.shape}")
     layers = list(range(arch.n_layers)) if layers is None else [i % arch.n_layers for i in layers]
-    clean_acts, clean_logits = collect(model, clean, site, layers)
-    corrupt_acts, corrupt_logits = collect(model, corrupt, site, layers)
-    source, target = (clean_acts, corrupt) if direction == "denoise" else (corrupt_acts, clean)
-    index, head_pos = _sweep_index(arch, site, positions, heads, *clean.shape, clean_acts.device)
-    values = _sweep(model, target, source, site, metric, layers, index, head_pos, chunk_size)
-    pair = torch.arange(clean.shape[0], device=clean_logits.device)
-    return PatchResult(values, metric(clean_logits, pair).float().cpu(), metric(corrupt_logits, pair).float().cpu(),
-                       site, direction, layers, index.cpu(), _tokens(model.tokenizer, clean.enc, site, index))
+    source, target = (clean, corrupt) if direction == "denoise" else (corrupt, clean)
+    index, head_pos = _sweep_index(arch, site, positions, heads, *clean.shape, "cpu")
+    values, base_source, base_target = _sweep(model, target, site, metric, layers, index, head_pos, chunk_size,
+                                              source_run=source)
+    base_clean, base_corrupt = (base_source, base_target) if direction == "denoise" else (base_target, base_source)
+    return PatchResult(values, base_clean, base_corrupt, site, direction, layers, index,
+                       _tokens(model.tokenizer, clean.enc, site, index))
 
 
 # ----------------------------------------------------------------------------- ablation
@@ -473,8 +507,8 @@ def ablation_sweep(model, enc: Run | dict, site: str, metric: Metric, mode: str 
     else:
         mean = (mean_activations(model, run, site) if means is None else means).to(acts.device)[layers]
         source = mean[None, :, None].expand_as(acts)
-    index, head_pos = _sweep_index(arch, site, positions, heads, *run.shape, acts.device)
-    values = _sweep(model, run, source, site, metric, layers, index, head_pos, chunk_size)
+    index, head_pos = _sweep_index(arch, site, positions, heads, *run.shape, "cpu")
+    values, _, _ = _sweep(model, run, site, metric, layers, index, head_pos, chunk_size, source=source)
     base = metric(logits, torch.arange(run.shape[0], device=logits.device)).float().cpu()
-    return PatchResult(values, base, torch.full_like(base, float("nan")), site, f"{mode}-ablate", layers, index.cpu(),
+    return PatchResult(values, base, torch.full_like(base, float("nan")), site, f"{mode}-ablate", layers, index,
                        _tokens(model.tokenizer, run.enc, site, index))
