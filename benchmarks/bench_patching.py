@@ -225,12 +225,13 @@ def plot(paths: list[Path], figure: Path) -> None:
     rows = []
     for path in paths:
         result = json.loads(path.read_text())
-        device = result["device"].split(",")[0]
+        parts = result["device"].split(", ")
+        device = f"CPU, {parts[-1]}" if parts[0].startswith("CPU") else parts[0].replace("NVIDIA ", "")
         for r in result["shapes"]:
-            rows += [{"run": f"{device}\n{r['shape']} shape, {r['rows']} patches", "method": METHODS[m],
+            rows += [{"run": f"{device}\n{r['shape']}, {r['rows']} patches", "method": METHODS[m],
                       "time / floor": ratio} for m, ratio in r["ratio_to_floor"].items()]
     sns.set_theme(style="whitegrid")
-    _, ax = plt.subplots(figsize=(10, 4))
+    _, ax = plt.subplots(figsize=(11, 4))
     sns.barplot(pd.DataFrame(rows), x="run", y="time / floor", hue="method", ax=ax)
     ax.set(yscale="log", xlabel="", ylabel="time / floor (log scale)",
            title="Residual-stream patching sweep: time relative to the floor")
