@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -184,6 +185,9 @@ def main() -> None:
                         help="instead of measuring: bar chart of these JSON results, saved to --figure")
     parser.add_argument("--figure", type=Path, default=Path("appendix/patching_speed.png"))
     args = parser.parse_args()
+    if "tl" not in args.skip and importlib.util.find_spec("transformer_lens") is None:
+        print("transformer_lens is not installed (pip install -r benchmarks/requirements.txt): skipping it")
+        args.skip.append("tl")
     if args.plot:
         plot(args.plot, args.figure)
         return
