@@ -23,8 +23,9 @@ def last_token_resid(model, prompts: Sequence[str], batch_size: int = 32,
     arch, out = Arch(model), []
     for chunk in batched(list(prompts), batch_size, desc):
         enc = encode(model.tokenizer, chunk, model.device)
-        with model.trace(enc):
+        with model.trace(enc) as tracer:
             states = nnsight.save([arch.layers[i].output[:, -1] for i in range(arch.n_layers)])
+            tracer.stop()  # skip the unembedding: vocabulary-sized logits at every position are costly
         out.append(torch.stack(states, dim=1))
     return torch.cat(out).float()
 

@@ -1,3 +1,4 @@
+import beartype  # noqa: F401  (import before nnsight, which patches object in a way beartype cannot import after)
 import pytest
 
 from tests.tiny import save_tiny_model
