@@ -44,8 +44,9 @@ def attention_patterns(model, enc: dict, layers: Sequence[int] | None = None
     arch = Arch(model)
     layers = list(range(arch.n_layers)) if layers is None else list(layers)
     ordered = sorted(set(layers))  # a trace must visit modules in execution order
-    with eager_attention(model), model.trace(enc):
+    with eager_attention(model), model.trace(enc) as tracer:
         weights = nnsight.save([arch.attn(i).output[1] for i in ordered])
+        tracer.stop()  # nothing after the last requested layer is needed (no vocabulary-sized logits)
     pattern = torch.stack([weights[ordered.index(i)] for i in layers], dim=1).float()
     mask = enc["attention_mask"].to(pattern.device, pattern.dtype)
     return pattern * mask[:, None, None, :, None] * mask[:, None, None, None, :]
