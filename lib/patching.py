@@ -2,10 +2,12 @@
 
 The usual way to teach patching runs one forward pass per patched site, which is latency-bound.
 Here a sweep stacks all its patched runs as rows of one batch: row r is prompt pair `pair[r]`,
-patched at its own (layer, position) or (layer, head). Inside one nnsight trace we visit the
-layers in order and overwrite, for the rows that patch that layer, their site with the source
-run's activation. Cost: the same forward passes, batched (see appendix "How fast is activation
-patching?" and benchmarks/bench_patching.py).
+patched at its own (layer, position) or (layer, head). The source prompts run as extra rows of
+the same batch; inside one nnsight trace we visit the layers in order and, at each layer, copy the
+site of the rows that patch there from their source row. Cost: the same forward passes, batched,
+1.00-1.08x plain inference (appendix "How fast is activation patching?", benchmarks/bench_patching.py).
+Tested for Llama and Gemma 3 (tests/test_patching.py); GPT-2 and GPT-NeoX go through lib.arch too
+but are untested here.
 
 Sites (TransformerLens names): `resid_pre`, `attn_out`, `head` (a query head's output before
 the output projection, i.e. `z`; grouped-query attention shares keys/values, not outputs, so
