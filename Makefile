@@ -38,6 +38,7 @@ unit: setup
 	$(PY) -m pytest tests -q --jaxtyping-packages=lib,beartype.beartype
 
 bench: setup
+	$(PY) -m pip install -q --disable-pip-version-check -r benchmarks/requirements.txt
 	$(PY) benchmarks/bench_patching.py
 
 lint: setup
