@@ -25,8 +25,9 @@ def test_chapter_follows_the_template(path):
     params = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(params) == 1, "exactly one cell tagged 'parameters'"
     tree = ast.parse(source(params[0]))
-    assert all(isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant) for n in tree.body), \
-        "the parameters cell holds plain literals only"
+    assert all(isinstance(n, ast.Assign) for n in tree.body), "the parameters cell holds assignments only"
+    for n in tree.body:
+        ast.literal_eval(n.value)  # plain literals (numbers, strings, lists), nothing computed
     names = {n.targets[0].id for n in tree.body}
     assert {"model_name", "device", "seed"} <= names
     assert sum(f'start("{path.stem}"' in source(c) for c in code) == 1, "one setup call naming the chapter"
