@@ -19,14 +19,14 @@ from lib.data import batched, encode
 @torch.no_grad()
 def last_token_resid(model, prompts: Sequence[str], batch_size: int = 32,
                      desc: str | None = None) -> Float[Tensor, "batch layer d_model"]:
-    """resid_post of every layer at each prompt's last token, batched (one trace per batch)."""
+    """resid_post of every layer at each prompt's last token, batched (one trace per batch); on the CPU."""
     arch, out = Arch(model), []
     for chunk in batched(list(prompts), batch_size, desc):
         enc = encode(model.tokenizer, chunk, model.device)
         with model.trace(enc) as tracer:
             states = nnsight.save([arch.layers[i].output[:, -1] for i in range(arch.n_layers)])
             tracer.stop()  # skip the unembedding: vocabulary-sized logits at every position are costly
-        out.append(torch.stack(states, dim=1))
+        out.append(torch.stack(states, dim=1).cpu())  # results gather on the CPU; GPU memory stays free
     return torch.cat(out).float()
 
 
