@@ -1,8 +1,10 @@
 import pytest
 import torch
 
-from lib.arch import Arch  # before lib.activations: beartype must load before nnsight (see lib.patching's tests)
 from lib.activations import block_writes, perplexity, residual_states, set_entries, token_nll, top_entries  # noqa: I001
+from lib.arch import (
+    Arch,  # before lib.activations: beartype must load before nnsight (see lib.patching's tests)
+)
 from lib.data import encode
 
 PROMPTS = ["w5 w6 w7 w8 w9 w10 w11 w12", "w20 w21 w22", "w30 w31 w32 w33 w34"]
