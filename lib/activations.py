@@ -18,23 +18,26 @@ from torch import Tensor
 
 from lib.arch import Arch, first
 from lib.attention import first_token_position
+from lib.devices import returns_cpu, to_device
 from lib.patching import Edit, run_with_edits
 
 
+@returns_cpu
 @torch.no_grad()
 def residual_states(model, enc: dict) -> Float[Tensor, "batch layer pos d_model"]:
-    """resid_post of every layer for every position, in one trace."""
+    """resid_post of every layer for every position, in one trace; on the CPU."""
     arch = Arch(model)
-    with model.trace(enc, logits_to_keep=1):
+    with model.trace(to_device(enc, model.device), logits_to_keep=1):
         states = nnsight.save([arch.layers[i].output for i in range(arch.n_layers)])
     return torch.stack(states, 1).float()
 
 
+@returns_cpu
 @torch.no_grad()
 def block_writes(model, enc: dict, layer: int) -> dict[str, Float[Tensor, "batch pos d_model"]]:
-    """resid_pre, attn_out, mlp_out and resid_post of one layer, in one trace (what each block adds)."""
+    """resid_pre, attn_out, mlp_out and resid_post of one layer, in one trace (what each block adds); on the CPU."""
     arch = Arch(model)
-    with model.trace(enc, logits_to_keep=1):
+    with model.trace(to_device(enc, model.device), logits_to_keep=1):
         pre = nnsight.save(arch.layers[layer].input.clone())
         attn = nnsight.save(first(arch.attn_out(layer).output).clone())
         mlp = nnsight.save(arch.mlp_out(layer).output.clone())

@@ -20,6 +20,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from lib.arch import Arch
+from lib.devices import returns_cpu, to_device
 
 
 @contextmanager
@@ -34,14 +35,15 @@ def eager_attention(model) -> Iterator[None]:
         config._attn_implementation = previous
 
 
+@returns_cpu
 @torch.no_grad()
 def attention_patterns(model, enc: dict, layers: Sequence[int] | None = None
                        ) -> Float[Tensor, "batch layer head q k"]:
     """Softmax attention weights of every query head in `layers` (default all), in one trace.
 
-    `enc` is a batch from `lib.data.encode`. Rows and columns of padding positions are zero.
+    `enc` is a batch from `lib.data.encode`. Rows and columns of padding positions are zero. On the CPU.
     """
-    arch = Arch(model)
+    arch, enc = Arch(model), to_device(enc, model.device)
     layers = list(range(arch.n_layers)) if layers is None else list(layers)
     ordered = sorted(set(layers))  # a trace must visit modules in execution order
     with eager_attention(model), model.trace(enc) as tracer:

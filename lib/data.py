@@ -12,13 +12,30 @@ from tqdm import tqdm
 DATA = Path(__file__).resolve().parent.parent / "data"
 
 
+class DataError(ValueError):
+    """A data file is malformed; the message names the file (relative to the repo) and the line."""
+
+
 def load_jsonl(name: str) -> list[dict]:
-    """Rows of data/<name>.jsonl (name may include a subfolder, e.g. 'factual/prompts')."""
-    path = DATA / f"{name}.jsonl"
-    if not path.exists():
-        known = sorted(str(p.relative_to(DATA).with_suffix("")) for p in DATA.rglob("*.jsonl"))
-        raise FileNotFoundError(f"dataset {name!r} not found in data/; known: {known}")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """Rows of data/<name>.jsonl (name may include a subfolder, e.g. 'factual/prompts'); one object a line."""
+    path, shown = DATA / f"{name}.jsonl", f"data/{name}.jsonl"  # `shown`: never an absolute path
+    if not path.is_file():
+        known = sorted(p.relative_to(DATA).with_suffix("").as_posix() for p in DATA.rglob("*.jsonl"))
+        raise FileNotFoundError(f"{shown}: no such dataset; known: {', '.join(known)}")
+    lines = enumerate(path.read_text().splitlines(), start=1)
+    return [parse_row(line, f"{shown} line {number}") for number, line in lines if line.strip()]
+
+
+def parse_row(line: str, where: str) -> dict:
+    """One JSON object from one line of a .jsonl file; DataError naming `where` otherwise."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise DataError(f"{where}: not valid JSON ({error.msg}: column {error.colno})") from None
+    if not isinstance(row, dict):
+        text = line.strip()
+        raise DataError(f"{where}: expected a JSON object {{...}}, got {text[:40]}{'...' * (len(text) > 40)}")
+    return row
 
 
 def encode(tokenizer, prompts: Sequence[str], device: str | torch.device = "cpu") -> dict:

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from lib.arch import Arch
 from lib.data import batched
+from lib.devices import returns_cpu
 from lib.params import ParameterError
 
 REPLACEMENT = "\ufffd"
@@ -112,7 +113,7 @@ def bootstrap_ci(values: Float[Tensor, "n layer"], n_boot: int = 1000, seed: int
     draws = torch.randint(0, values.shape[0], (n_boot, values.shape[0]), generator=gen)
     means = values.double()[draws].mean(1)  # [boot, layer]
     alpha = (1 - level) / 2
-    low, high = torch.quantile(means, torch.tensor([alpha, 1 - alpha], dtype=means.dtype), dim=0)
+    low, high = torch.quantile(means, torch.tensor([alpha, 1 - alpha], dtype=means.dtype, device=means.device), dim=0)
     return {"mean": values.double().mean(0), "low": low, "high": high}
 
 
@@ -130,6 +131,7 @@ def longest_run(mask: Bool[Tensor, "layer"] | Sequence[bool]) -> tuple[int, int]
     return best
 
 
+@returns_cpu
 @torch.no_grad()
 def shared_prefix_resid(model, prefix: str, suffixes: Sequence[str], batch_size: int = 32,
                         desc: str | None = None) -> Float[Tensor, "batch layer d_model"]:
@@ -137,7 +139,7 @@ def shared_prefix_resid(model, prefix: str, suffixes: Sequence[str], batch_size:
     `lib.lens.last_token_resid`, but the shared prefix (the few-shot examples) runs once: its key/value
     cache is copied for each batch of right-padded suffixes, so only the suffix tokens are computed.
 
-    The prefix must end where the tokenizer splits (e.g. after a newline); this is checked.
+    The prefix must end where the tokenizer splits (e.g. after a newline); this is checked. On the CPU.
     """
     arch, tok = Arch(model), model.tokenizer
     pre = tok(prefix, return_tensors="pt").input_ids.to(model.device)

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from lib.arch import Arch
 from lib.data import batched, encode
+from lib.devices import returns_cpu
 
 
 @torch.no_grad()
@@ -30,9 +31,15 @@ def last_token_resid(model, prompts: Sequence[str], batch_size: int = 32,
     return torch.cat(out).float()
 
 
-@torch.no_grad()
+@returns_cpu
 def unembed(arch: Arch, resid: Float[Tensor, "*batch d_model"]) -> Float[Tensor, "*batch vocab"]:
-    """Logits the model would give if `resid` were the last layer's output (norm, unembed, softcap)."""
+    """Logits the model would give if `resid` were the last layer's output (norm, unembed, softcap); on the CPU."""
+    return _unembed(arch, resid)
+
+
+@torch.no_grad()
+def _unembed(arch: Arch, resid: Tensor) -> Tensor:
+    """`unembed` on the model's device (for helpers that reduce the logits before returning)."""
     norm, head = arch.hf_module("final_norm"), arch.hf_module("unembed")
     logits = head(norm(resid.to(head.weight.device, head.weight.dtype))).float()
     cap = arch.softcap()
@@ -41,7 +48,7 @@ def unembed(arch: Arch, resid: Float[Tensor, "*batch d_model"]) -> Float[Tensor,
 
 def token_rank(logits: Float[Tensor, "*batch vocab"], token: Int[Tensor, "*batch"]) -> Int[Tensor, "*batch"]:
     """Rank of `token` under `logits` (0 = top-1): how many tokens score strictly higher."""
-    target = logits.gather(-1, token[..., None])
+    target = logits.gather(-1, token.to(logits.device)[..., None])
     return (logits > target).sum(-1)
 
 
@@ -55,7 +62,7 @@ def lens_stats(arch: Arch, resid: Float[Tensor, "batch layer d_model"], tokens: 
     """
     tops, ranks, probs = [], [], []
     for start in range(0, resid.shape[0], chunk):
-        logits = unembed(arch, resid[start:start + chunk])  # [b, layer, vocab]
+        logits = _unembed(arch, resid[start:start + chunk])  # [b, layer, vocab]
         tok = tokens[start:start + chunk, None, :].expand(-1, logits.shape[1], -1).to(logits.device)
         tops.append(logits.argmax(-1).cpu())
         ranks.append(torch.stack([token_rank(logits, tok[..., j]) for j in range(tok.shape[-1])], -1).cpu())

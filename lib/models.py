@@ -39,6 +39,9 @@ EMBEDDED: dict[str, EmbeddedModel] = {
     ),
 }
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# What AutoTokenizer / AutoModelForCausalLM.from_pretrained read from a local directory.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
+WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin")
 
 
 def cache_root() -> Path:
@@ -84,14 +87,42 @@ def converted_dir(name: str) -> Path:
     return target
 
 
+def missing_model_files(directory: Path) -> list[str]:
+    """What a local model directory lacks of config.json, a tokenizer and weights; [] if nothing."""
+    def has(patterns) -> bool:
+        return any(next(directory.glob(p), None) is not None for p in patterns)
+
+    missing = [] if has(["config.json"]) else ["no config.json"]
+    if not has(TOKENIZER_FILES):
+        missing.append(f"no tokenizer file ({', '.join(TOKENIZER_FILES)})")
+    if not has(WEIGHT_FILES):
+        gguf = "; a .gguf file loads only as an embedded model" if has(["*.gguf"]) else ""
+        missing.append(f"no weights ({' or '.join(WEIGHT_FILES)}{gguf})")
+    return missing
+
+
+def local_directory(model_name: str) -> str:
+    """A path-like model_name, checked to be a directory that from_pretrained can load."""
+    path = Path(model_name).expanduser()
+    if not path.exists():
+        raise ParameterError(f"model_name: directory {model_name!r} does not exist")
+    if not path.is_dir():
+        raise ParameterError(f"model_name: {model_name!r} is a file, not a model directory")
+    missing = missing_model_files(path)
+    if missing:
+        raise ParameterError(f"model_name: directory {model_name!r} is not a model: {'; '.join(missing)}")
+    return str(path)
+
+
 def resolve_source(model_name: str) -> str:
     """Map a model name to what from_pretrained takes; raise a one-line error otherwise."""
     if not isinstance(model_name, str) or not model_name:
         raise ParameterError(f"model_name: expected a non-empty string, got {model_name!r}")
     if model_name in EMBEDDED:
         return str(converted_dir(model_name))
-    if Path(model_name).expanduser().is_dir():
-        return str(Path(model_name).expanduser())
+    is_path = model_name.startswith((".", "~", "/")) or ("/" in model_name and not HUB_ID.match(model_name))
+    if is_path or Path(model_name).expanduser().is_dir():
+        return local_directory(model_name)
     if HUB_ID.match(model_name):
         return model_name
     raise ParameterError(

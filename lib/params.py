@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 
@@ -9,17 +11,18 @@ class ParameterError(ValueError):
     """A parameter is out of range; the message names it and what is allowed."""
 
 
-def resolve_device(device: str) -> str:
-    """'auto' picks cuda when present; an unavailable device is a ParameterError."""
-    allowed = ("auto", "cpu", "cuda") + tuple(f"cuda:{i}" for i in range(8))
-    if device not in allowed:
+def resolve_device(device) -> str:
+    """'auto' picks cuda when present; anything else that is not an available device is a ParameterError."""
+    if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
         raise ParameterError(f"device: expected 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda"):
         index = int(device.split(":")[1]) if ":" in device else 0
-        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
-            raise ParameterError(f"device: {device!r} is not available here; use 'cpu' or 'auto'")
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if index >= count:
+            here = f"{count} CUDA device(s) here" if count else "no CUDA device here"
+            raise ParameterError(f"device: {device!r} is not available ({here}); use 'cpu' or 'auto'")
     return device
 
 

@@ -52,6 +52,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from lib.arch import Arch, first
+from lib.devices import returns_cpu, to_device
 
 SITES = ("resid_pre", "head", "attn_out", "mlp_out", "resid_post")  # execution order within a layer
 DIRECTIONS = ("denoise", "noise")
@@ -78,8 +79,10 @@ class Run:
         return tuple(self.enc["input_ids"].shape)
 
 
-def as_run(x: Run | dict) -> Run:
-    return x if isinstance(x, Run) else Run(x)
+def as_run(x: Run | dict, device=None) -> Run:
+    """A Run from a Run or an `encode` batch; with `device`, its tensors moved there."""
+    run = x if isinstance(x, Run) else Run(x)
+    return run if device is None else to_device(run, device)
 
 
 @dataclass(frozen=True)
@@ -136,11 +139,17 @@ def _order(edit: Edit) -> tuple[int, int]:
     return edit.layer, SITES.index(edit.site)
 
 
-@torch.no_grad()
+@returns_cpu
 def run_with_edits(model, run: Run | dict, edits: Sequence[Edit], last_only: bool = True
                    ) -> Float[Tensor, "batch pos vocab"]:
-    """Logits of one forward pass with `edits` applied (pos = 1 when `last_only`), in one trace."""
-    run, arch = as_run(run), Arch(model)
+    """Logits of one forward pass with `edits` applied (pos = 1 when `last_only`), in one trace; on the CPU."""
+    return _run_with_edits(model, run, edits, last_only)
+
+
+@torch.no_grad()
+def _run_with_edits(model, run: Run | dict, edits: Sequence[Edit], last_only: bool = True) -> Tensor:
+    """`run_with_edits` with the logits left on the model's device (sweeps reduce them there)."""
+    run, arch = as_run(run, model.device), Arch(model)
     kwargs = {"logits_to_keep": 1} if last_only else {}
     with model.trace(dict(run.enc), **kwargs):
         if run.embed_delta is not None:
@@ -155,11 +164,17 @@ def run_with_edits(model, run: Run | dict, edits: Sequence[Edit], last_only: boo
     return logits.float()
 
 
-@torch.no_grad()
+@returns_cpu
 def collect(model, run: Run | dict, site: str, layers: Sequence[int] | None = None
             ) -> tuple[Float[Tensor, "batch layer pos ..."], Float[Tensor, "batch vocab"]]:
-    """Activations of `site` at `layers` (default all) for every position, and last-token logits."""
-    run, arch = as_run(run), Arch(model)
+    """Activations of `site` at `layers` (default all) for every position, and last-token logits; on the CPU."""
+    return _collect(model, run, site, layers)
+
+
+@torch.no_grad()
+def _collect(model, run: Run | dict, site: str, layers: Sequence[int] | None = None) -> tuple[Tensor, Tensor]:
+    """`collect` with the results left on the model's device."""
+    run, arch = as_run(run, model.device), Arch(model)
     layers = list(range(arch.n_layers)) if layers is None else list(layers)
     ordered = sorted(set(layers))
     with model.trace(dict(run.enc), logits_to_keep=1):
@@ -316,7 +331,7 @@ def _sweep(model, target: Run, site: str, metric: Metric, layers: list[int], ind
             run, row0 = _concat([source_run.select(used), target.select(used), run]), 2 * len(used)
         edits = _sweep_edits(site, layers, p, layer_slot[start:start + chunk], index_slot[start:start + chunk],
                              index, head_pos, row0, source, src_row)
-        logits = run_with_edits(model, run, edits)[:, -1]
+        logits = _run_with_edits(model, run, edits)[:, -1]
         if source_run is not None:
             u = len(used)
             both = metric(logits[:row0], torch.cat([used, used]).to(logits.device)).float().cpu()
@@ -356,7 +371,7 @@ def patch_sweep(model, clean: Run | dict, corrupt: Run | dict, site: str, metric
     """
     if direction not in DIRECTIONS:
         raise ValueError(f"direction: expected one of {DIRECTIONS}, got {direction!r}")
-    clean, corrupt, arch = as_run(clean), as_run(corrupt), Arch(model)
+    clean, corrupt, arch = as_run(clean, model.device), as_run(corrupt, model.device), Arch(model)
     if clean.shape != corrupt.shape:
         raise ValueError(f"clean and corrupt batches differ in shape: {clean.shape} vs {corrupt.shape}")
     layers = list(range(arch.n_layers)) if layers is None else [i % arch.n_layers for i in layers]
@@ -372,12 +387,13 @@ def patch_sweep(model, clean: Run | dict, corrupt: Run | dict, site: str, metric
 # ----------------------------------------------------------------------------- ablation
 
 
+@returns_cpu
 @torch.no_grad()
 def mean_activations(model, enc: Run | dict, site: str, positions: Positions = None
                      ) -> Float[Tensor, "layer ..."]:
-    """Mean of `site` at every layer over rows and real tokens (or the given positions per row)."""
-    run = as_run(enc)
-    acts, _ = collect(model, run, site)  # [batch, layer, pos, ...]
+    """Mean of `site` at every layer over rows and real tokens (or the given positions per row); on the CPU."""
+    run = as_run(enc, model.device)
+    acts, _ = _collect(model, run, site)  # [batch, layer, pos, ...]
     batch, seq = run.shape
     pos = position_index(positions, batch, seq, acts.device)
     weight = torch.zeros(batch, seq, device=acts.device)
@@ -424,7 +440,7 @@ def ablate(model, enc: Run | dict, components: Sequence[tuple], mode: str = "mea
     components: ("head", layer, head), ("attn_out", layer), ("mlp_out", layer), ("resid_pre", layer)...
     means: {site: mean_activations(...)} from a reference set; by default the mean over `enc` itself.
     """
-    run, arch = as_run(enc), Arch(model)
+    run, arch = as_run(enc, model.device), Arch(model)
     batch, seq = run.shape
     pos = position_index(positions, batch, seq, run.enc["input_ids"].device)
     values_of = _ablation_values(model, run, mode, means, pos)
@@ -455,7 +471,7 @@ def ablate_directions(model, enc: Run | dict, layer: int, directions: Float[Tens
                       last_only: bool = False) -> Float[Tensor, "batch pos vocab"]:
     """Logits with the span of `directions` removed from `site` at `layer` (mode 'zero'), or its
     coordinates set to `means` (mode 'mean'; default: their mean over `enc`'s real tokens)."""
-    run, arch = as_run(enc), Arch(model)
+    run, arch = as_run(enc, model.device), Arch(model)
     batch, seq = run.shape
     basis = torch.linalg.qr(directions.T.float())[0]  # [d_model, r], orthonormal columns
     if mode == "mean" and means is None:
@@ -474,12 +490,12 @@ def ablate_directions(model, enc: Run | dict, layer: int, directions: Float[Tens
 def patch(model, target: Run | dict, source: Run | dict, components: Sequence[tuple],
           positions: Positions = None, last_only: bool = False) -> Float[Tensor, "batch pos vocab"]:
     """Logits of `target` with `components` (as in `ablate`) taken from the `source` run, in one trace."""
-    target, source, arch = as_run(target), as_run(source), Arch(model)
+    target, source, arch = as_run(target, model.device), as_run(source, model.device), Arch(model)
     if target.shape != source.shape:
         raise ValueError(f"target and source differ in shape: {target.shape} vs {source.shape}")
     batch, seq = target.shape
     pos = position_index(positions, batch, seq, target.enc["input_ids"].device)
-    acts = {site: collect(model, source, site)[0] for site in {c[0] for c in components}}
+    acts = {site: _collect(model, source, site)[0] for site in {c[0] for c in components}}
 
     def values_of(site: str, layer: int, head: int | None) -> Tensor:
         a = acts[site][:, layer]
@@ -499,11 +515,11 @@ def ablation_sweep(model, enc: Run | dict, site: str, metric: Metric, mode: str 
 
     `clean` is the unablated metric; `corrupt` and so `recovery()` are NaN (there is no corrupt run).
     """
-    run, arch = as_run(enc), Arch(model)
+    run, arch = as_run(enc, model.device), Arch(model)
     if mode not in MODES:
         raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
     layers = list(range(arch.n_layers)) if layers is None else [i % arch.n_layers for i in layers]
-    acts, logits = collect(model, run, site, layers)
+    acts, logits = _collect(model, run, site, layers)
     if mode == "zero":
         source = torch.zeros_like(acts)
     else:

@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+import torch
 
 DIVERGING = "RdBu_r"
 
@@ -17,13 +18,21 @@ def set_style() -> None:
                          "axes.titleweight": "bold"})
 
 
+def to_numpy(values) -> np.ndarray:
+    """A plain array from a tensor on any device (float32 for half precision), an array or a list."""
+    if torch.is_tensor(values):
+        values = values.detach().cpu()
+        return (values.float() if values.is_floating_point() else values).numpy()
+    return np.asarray(values)
+
+
 def heatmap(values, *, title: str, xlabel: str, ylabel: str, xticklabels="auto", yticklabels="auto",
             diverging: bool = True, cbar_label: str = "", ax=None, **kwargs):
-    """Heatmap; diverging data use one palette centred at zero (RdBu_r, center=0)."""
+    """Heatmap of a 2-D tensor or array; diverging data use one palette centred at zero (RdBu_r, center=0)."""
     if ax is None:
         _, ax = plt.subplots(figsize=kwargs.pop("figsize", (7, 5)))
     style = dict(cmap=DIVERGING, center=0) if diverging else dict(cmap="viridis")
-    sns.heatmap(np.asarray(values), ax=ax, xticklabels=xticklabels, yticklabels=yticklabels,
+    sns.heatmap(to_numpy(values), ax=ax, xticklabels=xticklabels, yticklabels=yticklabels,
                 cbar_kws={"label": cbar_label}, **style, **kwargs)
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     return ax

@@ -2,13 +2,15 @@
 
 Without --model, each chapter runs on its own default model and its outputs are written back into
 chapters/ (the committed book). With --model, runs go to _build/runs/<model>/ and the chapters stay
-untouched. A failing chapter is reported with its failing cell; the others still run.
+untouched. A failing chapter is reported with its failing cell; the others still run. Overrides are
+checked against every selected chapter's parameters cell (name and type) before any chapter runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import difflib
 import json
 import shutil
 import sys
@@ -21,15 +23,16 @@ from lib.claims import records_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = ROOT / "chapters"
+TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "True or False", list: "a list"}
 
 
 def parse_overrides(pairs: list[str]) -> dict:
     """key=value pairs; values are Python literals when they parse, else strings."""
     out = {}
     for pair in pairs:
-        if "=" not in pair:
-            raise SystemExit(f"parameter override {pair!r}: expected key=value")
-        key, raw = pair.split("=", 1)
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"{pair}: not a parameter override; expected key=value, e.g. n_prompts=8")
         try:
             out[key] = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
@@ -43,10 +46,12 @@ def select_chapters(spec: str | None) -> list[Path]:
     if not spec:
         return found
     wanted = [s.strip() for s in spec.split(",") if s.strip()]
-    chosen = [p for p in found if any(p.stem == w or p.stem.startswith(f"{w}_") for w in wanted)]
-    if len(chosen) != len(wanted):
-        raise SystemExit(f"--chapters: {spec!r} does not match; available: {[p.stem for p in found]}")
-    return chosen
+    named = lambda p, w: p.stem == w or p.stem.startswith(f"{w}_")  # noqa: E731  ("01" or "01_logit_lens")
+    unknown = [w for w in wanted if not any(named(p, w) for p in found)]
+    if unknown or not wanted:
+        raise SystemExit(f"--chapters: no chapter {', '.join(unknown) or repr(spec)}; "
+                         f"available: {', '.join(p.stem for p in found)}")
+    return [p for p in found if any(named(p, w) for w in wanted)]
 
 
 def failing_cell(error) -> str:
@@ -77,15 +82,40 @@ def run_one(path: Path, model: str | None, parameters: dict) -> dict:
     return row | verdicts(path.stem, record_model)
 
 
-def default_model(path: Path) -> str:
-    """The model_name a chapter's parameters cell sets."""
-    cells = json.loads(path.read_text())["cells"]
-    for cell in cells:
+def chapter_parameters(path: Path) -> dict:
+    """Names and default values set by a chapter's parameters cell, in the cell's order."""
+    for cell in json.loads(path.read_text())["cells"]:
         if "parameters" in cell.get("metadata", {}).get("tags", []):
             namespace: dict = {}
             exec("".join(cell["source"]), namespace)  # plain literals only, by convention
-            return namespace["model_name"]
-    raise SystemExit(f"{path.name}: no cell tagged 'parameters'")
+            return {k: v for k, v in namespace.items() if not k.startswith("__")}
+    raise SystemExit(f"{path.stem}: no cell tagged 'parameters'")
+
+
+def default_model(path: Path) -> str:
+    """The model_name a chapter's parameters cell sets."""
+    return chapter_parameters(path)["model_name"]
+
+
+def check_override(chapter: str, defaults: dict, key: str, value) -> None:
+    """SystemExit with one line if `key` is not one of the chapter's parameters or has the wrong type."""
+    if key not in defaults:
+        close = difflib.get_close_matches(key, defaults, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise SystemExit(f"{key}: not a parameter of {chapter}{hint}; "
+                         f"its parameters are {', '.join(defaults)}")
+    expected = type(defaults[key])
+    if not (type(value) is expected or (expected is float and type(value) is int)):
+        words = TYPE_WORDS.get(expected, expected.__name__)
+        raise SystemExit(f"{key}: expected {words} like the default {defaults[key]!r}, got {value!r}")
+
+
+def check_overrides(chapters: list[Path], parameters: dict) -> None:
+    """Validate every override against every selected chapter before any of them runs."""
+    for path in chapters:
+        defaults = chapter_parameters(path)
+        for key, value in parameters.items():
+            check_override(path.stem, defaults, key, value)
 
 
 def verdicts(chapter: str, model: str) -> dict:
@@ -112,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         parameters["device"] = args.device
     if args.model:
         parameters["model_name"] = args.model
-    rows = []
     chapters = select_chapters(args.chapters)
+    check_overrides(chapters, parameters)
+    rows = []
     for path in tqdm(chapters, desc="chapters", unit="chapter"):
         rows.append(run_one(path, args.model, parameters))
     print_summary(rows)

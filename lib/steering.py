@@ -47,8 +47,8 @@ def diff_of_means(states: Float[Tensor, "item layer d"], labels: Bool[Tensor, "i
 def cosine_scores(states: Float[Tensor, "item layer d"], directions: Float[Tensor, "k layer d"],
                   center: Float[Tensor, "layer d"]) -> Float[Tensor, "item layer k"]:
     """Cosine similarity of each centred state with each direction, per layer (a nearest-direction classifier)."""
-    x = torch.nn.functional.normalize(states - center, dim=-1)
-    d = torch.nn.functional.normalize(directions, dim=-1)
+    x = torch.nn.functional.normalize(states - center.to(states.device), dim=-1)
+    d = torch.nn.functional.normalize(directions.to(states.device), dim=-1)
     return torch.einsum("ild,kld->ilk", x, d)
 
 

@@ -15,22 +15,24 @@ def enc(tiny_model):
     return encode(tiny_model.tokenizer, PROMPTS)
 
 
-def hf_hidden(tiny_model, enc) -> torch.Tensor:
-    """Reference resid_post via a forward hook on every plain decoder layer."""
-    arch, out = Arch(tiny_model), []
+def hf_hidden(hf, enc) -> torch.Tensor:
+    """Reference resid_post via a forward hook on every plain decoder layer (CPU model)."""
+    arch, out = Arch(hf), []
     handles = [arch.hf_module("layers")[i].register_forward_hook(lambda m, a, o: out.append(o))
                for i in range(arch.n_layers)]
     try:
         with torch.no_grad():
-            arch.hf(**enc)
+            hf(**enc)
     finally:
         for h in handles:
             h.remove()
     return torch.stack([o[0] if isinstance(o, tuple) else o for o in out], 1)
 
 
-def test_residual_states_match_hooks(tiny_model, enc):
-    torch.testing.assert_close(residual_states(tiny_model, enc), hf_hidden(tiny_model, enc))
+def test_residual_states_match_hooks(tiny_model, reference_hf, enc):
+    resid = residual_states(tiny_model, enc)
+    assert resid.device.type == "cpu"  # the device rule: lib returns CPU tensors
+    torch.testing.assert_close(resid, hf_hidden(reference_hf, enc), atol=1e-4, rtol=1e-4)
 
 
 def test_top_entries_against_loop(tiny_model, enc):
@@ -50,16 +52,17 @@ def test_top_entries_against_loop(tiny_model, enc):
 
 def test_block_writes_add_up(tiny_model, enc):
     w = block_writes(tiny_model, enc, 1)
+    assert {v.device.type for v in w.values()} == {"cpu"}
     torch.testing.assert_close(w["resid_pre"] + w["attn_out"] + w["mlp_out"], w["resid_post"], atol=1e-4, rtol=1e-4)
 
 
-def test_set_entries_identity_and_zero(tiny_model, enc):
-    arch = Arch(tiny_model)
+def test_set_entries_identity_and_zero(tiny_model, reference_hf, enc):
+    arch = Arch(reference_hf)
     pos = (enc["attention_mask"] == 0).sum(-1)[:, None]
     feats = {1: [0, 5]}
     resid = residual_states(tiny_model, enc)
     with torch.no_grad():
-        plain = arch.hf(**enc).logits
+        plain = reference_hf(**enc).logits
     # writing back a row-independent value equal to row 0's entries changes row 0 not at all
     same = resid[0, 1, pos[0, 0], feats[1]]
     logits = set_entries(tiny_model, enc, feats, {1: same}, pos)
@@ -74,22 +77,22 @@ def test_set_entries_identity_and_zero(tiny_model, enc):
     handle = arch.hf_module("layers")[1].register_forward_hook(hook)
     try:
         with torch.no_grad():
-            reference = arch.hf(**enc).logits
+            reference = reference_hf(**enc).logits
     finally:
         handle.remove()
     zeroed = set_entries(tiny_model, enc, feats, {1: torch.zeros(2)}, pos)
     torch.testing.assert_close(zeroed, reference, atol=1e-4, rtol=1e-4)
 
 
-def test_perplexity_matches_hf_loss(tiny_model):
+def test_perplexity_matches_hf_loss(tiny_model, reference_hf):
     enc = encode(tiny_model.tokenizer, ["w5 w6 w7 w8 w9 w10", "w1 w2 w3 w4 w5 w6"])  # equal length: no padding
     with torch.no_grad():
-        out = Arch(tiny_model).hf(**enc, labels=enc["input_ids"])
+        out = reference_hf(**enc, labels=enc["input_ids"])
     torch.testing.assert_close(torch.tensor(perplexity(out.logits, enc)), out.loss.exp(), atol=1e-4, rtol=1e-4)
     nll, count = token_nll(out.logits, enc)
     assert count.tolist() == [enc["input_ids"].shape[1] - 1] * 2
     # padding is not scored
     padded = encode(tiny_model.tokenizer, ["w5 w6 w7 w8 w9 w10", "w1 w2"])
     with torch.no_grad():
-        logits = Arch(tiny_model).hf(**padded).logits
+        logits = reference_hf(**padded).logits
     assert token_nll(logits, padded)[1].tolist() == [int(padded["attention_mask"][i].sum()) - 1 for i in range(2)]

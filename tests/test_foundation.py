@@ -6,13 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from lib import claims, params
+from lib import claims
 from lib.arch import Arch
-from lib.book import start
 from lib.data import encode
 from lib.lens import last_token_resid, lens_stats, token_rank, unembed
 from lib.models import load_model, resolve_source
-from lib.params import ParameterError
 from lib.runner import parse_overrides, select_chapters
 
 PROMPTS = ["w5 w6 w7 w8 w9", "w10 w11", "w3 w4 w5"]
@@ -32,35 +30,11 @@ def test_embedded_name_uses_the_cache_without_converting(tiny_dir, tmp_path, mon
     assert Arch(load_model("smollm2-135m")).n_layers == 4
 
 
-@pytest.mark.parametrize("kwargs, names", [
-    (dict(model_name="no-such-model"), "model_name"),
-    (dict(model_name="x", device="tpu"), "device"),
-    (dict(model_name="x", n_prompts=0), "n_prompts"),
-    (dict(model_name="x", seed=-1), "seed"),
-    (dict(model_name="x", remote="yes"), "remote"),
-])
-def test_bad_parameters_give_one_line_errors(kwargs, names):
-    with pytest.raises(ParameterError) as error:
-        start("00_test", **kwargs)
-    message = str(error.value)
-    assert message.startswith(f"{names}:") and "\n" not in message
-
-
-def test_layer_and_choice_checks():
-    assert params.check_layer("layer", -1, 30) == 29
-    with pytest.raises(ParameterError, match=r"^layer: expected a layer index in \[0, 29\]"):
-        params.check_layer("layer", 30, 30)
-    with pytest.raises(ParameterError, match="^task:"):
-        params.check_choice("task", "x", {"a", "b"})
-    with pytest.raises(ParameterError, match="^device:"):
-        params.resolve_device("cuda:7") if not torch.cuda.is_available() else params.check_choice("device", 1, {})
-
-
-def test_lens_last_layer_equals_model_logits(tiny_model):
+def test_lens_last_layer_equals_model_logits(tiny_model, reference_hf):
     arch = Arch(tiny_model)
     resid = last_token_resid(tiny_model, PROMPTS, batch_size=2)
     with torch.no_grad():
-        logits = arch.hf(**encode(tiny_model.tokenizer, PROMPTS)).logits[:, -1]
+        logits = reference_hf(**encode(tiny_model.tokenizer, PROMPTS)).logits[:, -1]
     torch.testing.assert_close(unembed(arch, resid[:, -1]), logits, atol=1e-4, rtol=1e-4)
 
 
