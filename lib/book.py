@@ -2,7 +2,7 @@
 
     ch = start("01_logit_lens", model_name=model_name, device=device, seed=seed, n_prompts=n_prompts)
     ch.model, ch.arch, ch.tokenizer   # nnsight model, module adapter, tokenizer
-    ch.claim(...); ch.claims_table()  # the nbval-checked results table (lib.claims)
+    ch.claim(...); ch.claims_table(items="143 prompts")  # the nbval-checked results table (lib.claims)
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from lib import claims as claims_lib
 from lib import params as P
 from lib import plots
 from lib.arch import Arch
-from lib.models import load_model
+from lib.data import DataError
+from lib.models import load_model, weights_description
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _short_parameter_errors() -> None:
-    """In a notebook, show a ParameterError as its one line instead of a traceback."""
+    """In a notebook, show a ParameterError or DataError as its one line instead of a traceback."""
     try:
         from IPython import get_ipython
     except ImportError:
@@ -37,7 +38,7 @@ def _short_parameter_errors() -> None:
     def one_line(shell, etype, value, tb, tb_offset=None):
         shell._showtraceback(etype, value, [f"{etype.__name__}: {value}"])
 
-    shell.set_custom_exc((P.ParameterError,), one_line)
+    shell.set_custom_exc((P.ParameterError, DataError), one_line)
 
 
 _short_parameter_errors()
@@ -59,6 +60,7 @@ class Chapter:
     device: str
     remote: bool = False
     started: float = field(default_factory=time.perf_counter)
+    stamp_line: str = ""
     claims: list = field(default_factory=list)
     measurements: dict = field(default_factory=dict)
 
@@ -86,14 +88,20 @@ class Chapter:
         """Add one row of the claims table (see lib.claims.Claim)."""
         self.claims.append(claims_lib.Claim(claim, source, paper, measured, bar, holds))
 
-    def claims_table(self):
-        """Render the claims table (the nbval-checked cell) and write the run's JSON record."""
+    def claims_table(self, items: str) -> claims_lib.ClaimsTable:
+        """Render the claims table with its provenance stamp (the nbval-checked cell); write the run's record.
+
+        `items` says what the claims were measured on, e.g. "143 factual prompts (83 answered correctly)".
+        """
+        if not isinstance(items, str) or not items.strip():
+            raise P.ParameterError(f"items: expected a short description like '143 prompts', got {items!r}")
+        weights = "remote (NDIF)" if self.remote else weights_description(self.model_name)
+        self.stamp_line = claims_lib.stamp(self.model_name, weights, items, self.device)
         claims_lib.write_record(self)
-        return claims_lib.table(self.claims)
+        return claims_lib.ClaimsTable(claims_lib.table(self.claims), self.stamp_line)
 
 
-def start(name: str, *, model_name: str, device: str = "auto", seed: int = 0,
-          remote=False, **params) -> Chapter:
+def start(name: str, *, model_name, device="auto", seed=0, remote=False, **params) -> Chapter:
     """Validate parameters (one-line ParameterError on bad ones), seed, load the model, style plots.
 
     Integer parameters whose name starts with `n_` must be positive. Layer parameters are checked

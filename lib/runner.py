@@ -59,6 +59,14 @@ def failing_cell(error) -> str:
     return f"cell {getattr(error, 'exec_count', '?')}: {getattr(error, 'ename', '')}: {getattr(error, 'evalue', error)}"
 
 
+def kernel_config():
+    """Kernels talk to the runner over local IPC sockets, not TCP: nothing listens on the network,
+    and ipykernel has no reason to print its "running over TCP without encryption" warning."""
+    from traitlets.config import Config
+
+    return Config({"KernelManager": {"transport": "ipc"}})
+
+
 def run_one(path: Path, model: str | None, parameters: dict) -> dict:
     """Execute one chapter; returns its row for the summary table."""
     import papermill as pm
@@ -72,7 +80,7 @@ def run_one(path: Path, model: str | None, parameters: dict) -> dict:
     row = {"chapter": path.stem}
     try:
         pm.execute_notebook(str(path), str(output), parameters=parameters, kernel_name="python3",
-                            cwd=str(CHAPTERS), progress_bar=False, log_output=False)
+                            cwd=str(CHAPTERS), progress_bar=False, log_output=False, config=kernel_config())
         if model is None:
             shutil.copyfile(output, path)  # the committed book gets the fresh outputs
         row["status"] = "ok"

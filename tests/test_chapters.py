@@ -32,7 +32,8 @@ def test_chapter_follows_the_template(path):
     assert {"model_name", "device", "seed"} <= names
     assert sum(f'start("{path.stem}"' in source(c) for c in code) == 1, "one setup call naming the chapter"
     checked = [c for c in code if source(c).startswith("# NBVAL_CHECK_OUTPUT")]
-    assert len(checked) == 1 and "ch.claims_table()" in source(checked[0])
+    assert len(checked) == 1 and "ch.claims_table(items=" in source(checked[0]), \
+        "one checked claims cell, with the items the claims were measured on (for the provenance stamp)"
     assert "{exercise}" in text and "{solution-start}" in text, "an exercise with a hidden solution"
     assert "{footbibliography}" in text and "{footcite}" in text, "cites papers and ends with references"
     assert all(c.get("outputs") is not None for c in code) and any(c.get("outputs") for c in code), \

@@ -66,6 +66,7 @@ def test_claims_table_rounds_and_record_is_written(tmp_path, monkeypatch):
     class Fake:
         name, model_name, device, started = "00_test", "tiny", "cpu", 0.0
         params, measurements = {"seed": 0}, {"x": torch.tensor(1.5)}
+        stamp_line = "Run: tiny"
         claims = [claims.Claim("c", "key", "p", 0.123456, ">= 0.1", True),
                   claims.Claim("d", "key", "p", 3, "reported", None)]
 
@@ -73,7 +74,37 @@ def test_claims_table_rounds_and_record_is_written(tmp_path, monkeypatch):
     assert list(frame["ours"]) == ["0.123", "3"] and list(frame["verdict"]) == ["holds", "no verdict"]
     record = json.loads(Path(claims.write_record(Fake)).read_text())
     assert record["measurements"]["x"] == 1.5 and record["claims"][0]["verdict"] == "holds"
-    assert record["peak_memory_mb"] > 0
+    assert record["peak_memory_mb"] > 0 and record["stamp"] == "Run: tiny"
+
+
+@pytest.mark.parametrize("value, shown", [
+    (22135.735, "22100"), (22135.732, "22100"), (0.75531, "0.755"), (0.000123456, "0.000123"),
+    (999.96, "1000"), (-0.04213, "-0.0421"), (29.0, "29"), (143, "143"), (True, "True"),
+    (float("nan"), "nan"), (torch.tensor(0.12345), "0.123"), ("L24H4", "L24H4"),
+])
+def test_claims_values_keep_three_significant_figures(value, shown):
+    assert claims.fmt(value) == shown
+
+
+def test_claims_table_shows_full_text_and_the_stamp():
+    long = "A claim whose text is much longer than pandas' fifty-character column width, " * 2
+    table = claims.ClaimsTable(claims.table([claims.Claim(long, "key", "paper text", 0.5, ">= 0.4", True)]),
+                               claims.stamp("smollm2-135m", "4-bit weights", "10 prompts", "cpu"))
+    text, page = repr(table), table._repr_html_()
+    assert "..." not in text and "..." not in page
+    assert " ".join(text.split()).count(long.strip()) == 1 and long.strip() in page.replace("&#x27;", "'")
+    assert "Run: smollm2-135m (4-bit weights) · 10 prompts · cpu · torch " in text
+    assert "white-space:normal" in page and "claims-stamp" in page
+
+
+def test_weights_are_described_without_local_paths(tmp_path):
+    from lib.models import weights_description
+
+    assert weights_description("smollm2-135m") == \
+        "SmolLM2-135M-Instruct, 4-bit GGUF Q4_1 weights dequantised to float32"
+    assert "Q4_K_M" in weights_description("gemma-3-270m")
+    assert weights_description("org/name") == "hub id org/name, float32"
+    assert str(tmp_path.parent) not in weights_description(str(tmp_path))
 
 
 def test_runner_arguments():
