@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: setup book site test unit nbval bench lint clean
+.PHONY: setup book site test unit nbval bench lint clean colab-check
 
 $(STAMP): requirements.txt requirements-models.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ lint: setup
 	$(VENV)/bin/ruff check lib tests benchmarks
 	# notebooks: imports follow the Colab install cell; a bare last expression is how a cell displays
 	$(VENV)/bin/nbqa ruff chapters --ignore=E402,B018
+
+colab-check: setup  ## the Colab path end to end: a clean Python 3.12 runtime, the setup cell, chapter 01 (~4 min, ~8 GB in a temp dir, needs PyPI)
+	$(PY) -m tests.colab_check $(ARGS)
 
 clean:
 	rm -rf _build

@@ -64,6 +64,14 @@ def embedded_gguf(name: str) -> Path:
     return Path(importlib.import_module(spec.package).assemble())
 
 
+def shown_path(path: Path) -> str:
+    """A path as printed in a notebook: the home directory as ~, so no build machine's path is published."""
+    try:
+        return "~/" + str(Path(path).relative_to(Path.home()))
+    except ValueError:
+        return str(path)
+
+
 def converted_dir(name: str) -> Path:
     """Directory with a float32 safetensors copy of an embedded model; converts on first use."""
     target = cache_root() / name
@@ -72,7 +80,7 @@ def converted_dir(name: str) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = embedded_gguf(name)
-    print(f"Converting {name} from GGUF once (about a minute); cached in {target}")
+    print(f"Converting {name} from GGUF once (about a minute); cached in {shown_path(target)}")
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     model.hf_quantizer = None  # the weights are plain float32 now; let save_pretrained write them

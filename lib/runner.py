@@ -61,10 +61,13 @@ def failing_cell(error) -> str:
 
 def kernel_config():
     """Kernels talk to the runner over local IPC sockets, not TCP: nothing listens on the network,
-    and ipykernel has no reason to print its "running over TCP without encryption" warning."""
+    and ipykernel has no reason to print its "running over TCP without encryption" warning. The
+    kernel's own log stays quiet below CRITICAL (at shutdown it may log an interrupt it caught);
+    a chapter's errors still reach the runner as failed cells."""
     from traitlets.config import Config
 
-    return Config({"KernelManager": {"transport": "ipc"}})
+    return Config({"KernelManager": {"transport": "ipc"},
+                   "NotebookClient": {"extra_arguments": ["--IPKernelApp.log_level=CRITICAL"]}})
 
 
 def run_one(path: Path, model: str | None, parameters: dict) -> dict:

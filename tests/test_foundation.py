@@ -112,12 +112,3 @@ def test_runner_arguments():
     assert [p.stem for p in select_chapters("01")] == ["01_logit_lens"]
     with pytest.raises(SystemExit):
         select_chapters("99")
-
-
-def test_colab_cell_points_at_the_configured_repository():
-    root = Path(__file__).resolve().parent.parent
-    url = next(line.split("url:")[1].strip() for line in (root / "_config.yml").read_text().splitlines()
-               if line.strip().startswith("url:"))
-    for notebook in sorted((root / "chapters").glob("[0-9][0-9]_*.ipynb")):
-        sources = ["".join(c["source"]) for c in json.loads(notebook.read_text())["cells"]]
-        assert any(f"git clone -q --depth 1 {url} " in s for s in sources), notebook.name
