@@ -73,8 +73,7 @@ if importlib.util.find_spec("lib") is None:
     if os.environ.get("FIELD_GUIDE_RESTART"):
         print("pip replaced packages this session had already imported:", os.environ["FIELD_GUIDE_RESTART"])
         raise RuntimeError("Restart the runtime now (Runtime > Restart session), then run this cell again.")
-    os.chdir(book)
-    sys.path.insert(0, str(book))
+    os.chdir(book)  # a kernel imports from its working directory: `lib` is importable from here on
     kept = ", ".join(f"{name} {after.get(name)}" for name in own)
     print(f"Ready: the book is in {book}" + (f"; kept this runtime's {kept}." if kept else "."))'''
 
