@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: setup book site test unit nbval bench lint clean colab-check
+.PHONY: setup book replicate replication site test unit nbval bench lint clean colab-check
 
 $(STAMP): requirements.txt requirements-models.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,15 @@ setup: $(STAMP)
 
 book: setup
 	$(PY) -m lib.runner $(if $(MODEL),--model $(MODEL)) --device $(DEVICE) $(if $(CHAPTERS),--chapters $(CHAPTERS)) $(ARGS)
+	$(PY) -m lib.replication
 	$(MAKE) site
+
+replicate: setup  ## every chapter on the other embedded model: records in results/gemma-3-270m/, notebooks in _build/runs/
+	$(PY) -m lib.runner --model gemma-3-270m --device $(DEVICE) $(if $(CHAPTERS),--chapters $(CHAPTERS)) $(ARGS)
+	$(PY) -m lib.replication
+
+replication: setup  ## rebuild the "Does it replicate?" page from the committed records
+	$(PY) -m lib.replication
 
 site: setup
 	$(VENV)/bin/jupyter-book build . -W --keep-going

@@ -2,11 +2,14 @@
 
     ch = start("01_logit_lens", model_name=model_name, device=device, seed=seed, n_prompts=n_prompts)
     ch.model, ch.arch, ch.tokenizer   # nnsight model, module adapter, tokenizer
-    ch.claim(...); ch.claims_table(items="143 prompts")  # the nbval-checked results table (lib.claims)
+    ch.claim(key, claim, source=..., value=..., ci=..., null=..., bar=...)  # one row, verdict on the interval
+    ch.glue("name", value)    # a measured number for the markdown: {glue:}`name`
+    ch.claims_table(items="143 prompts")  # the nbval-checked results table (lib.claims)
 """
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from dataclasses import dataclass, field
@@ -42,6 +45,41 @@ def _short_parameter_errors() -> None:
 
 
 _short_parameter_errors()
+
+
+def _number(value):
+    """Plain Python numbers from tensors and numpy scalars; other values unchanged."""
+    if torch.is_tensor(value) and value.numel() == 1:
+        return value.item()
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():
+        return value.item()
+    return value
+
+
+class _Glued:
+    """A glued text: its plain-text form is the text itself, without quotes."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def glue(name: str, text: str) -> None:
+    """myst-nb's glue, without needing myst-nb in the kernel: a hidden output the book's markdown reads."""
+    try:
+        from IPython import get_ipython
+        from IPython.core.formatters import format_display_data
+        from IPython.display import display
+    except ImportError:
+        return
+    if get_ipython() is None:
+        return
+    bundle, metadata = format_display_data(_Glued(text))
+    prefix = "application/papermill.record/"  # myst-nb's marker for a glued value not shown in place
+    metadata["scrapbook"] = {"name": name, "mime_prefix": prefix}
+    display({prefix + k: v for k, v in bundle.items()}, raw=True, metadata=metadata)
 
 
 def seed_everything(seed: int) -> None:
@@ -84,9 +122,36 @@ class Chapter:
         """Record named measurements for the run's JSON record."""
         self.measurements.update(values)
 
-    def claim(self, claim: str, source: str, paper: str, measured, bar: str, holds: bool | None) -> None:
-        """Add one row of the claims table (see lib.claims.Claim)."""
-        self.claims.append(claims_lib.Claim(claim, source, paper, measured, bar, holds))
+    def claim(self, key: str, claim: str, *, source: str, paper: str, value, ci, null, null_label: str,
+              bar, above: bool = True, bar_label: str = "", reason: str | None = None) -> claims_lib.Claim:
+        """Add one row of the claims table: value with its 95% interval, the null measured in this run,
+        the bar fixed before the run; the verdict is decided on the interval (lib.claims.decide).
+
+        Give `reason` when the measurement cannot test the claim (a task at chance, an undecodable
+        concept): the verdict is then "no verdict" and the reason is shown with it.
+        """
+        row = claims_lib.Claim(key, claim, source, paper, _number(value), tuple(_number(c) for c in ci),
+                               _number(null), null_label, _number(bar), bool(above), bar_label, reason)
+        try:
+            row.check()
+            if any(c.key == key for c in self.claims):
+                raise ValueError(f"key: {key!r} is used twice in this chapter")
+        except ValueError as error:
+            raise P.ParameterError(str(error)) from None
+        self.claims.append(row)
+        return row
+
+    def glue(self, name: str, value, spec: str | None = None) -> str:
+        """Make a measured value available to the markdown as {glue:}`name` (myst-nb), formatted with
+        `spec` (e.g. ".1%") or to 3 significant figures, so that prose numbers come from the run."""
+        text = format(_number(value), spec) if spec else claims_lib.fmt(_number(value))
+        glue(name, text)
+        return text
+
+    def committed_record(self, model_name: str) -> dict | None:
+        """This chapter's committed record for `model_name` (results/<model>/<chapter>.json), or None."""
+        path = ROOT / "results" / model_name.replace("/", "__") / f"{self.name}.json"
+        return json.loads(path.read_text()) if path.exists() else None
 
     def claims_table(self, items: str) -> claims_lib.ClaimsTable:
         """Render the claims table with its provenance stamp (the nbval-checked cell); write the run's record.

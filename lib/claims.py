@@ -12,6 +12,7 @@ import html
 import json
 import math
 import os
+import re
 import resource
 import textwrap
 import time
@@ -22,23 +23,65 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-VERDICTS = {True: "holds", False: "does not hold", None: "no verdict"}
+VERDICTS = ("holds", "does not hold", "inconclusive", "no verdict")
+KEY = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def decide(ci: tuple[float, float], bar: float, above: bool = True) -> str:
+    """The verdict on the interval: it clears the bar, lies wholly on the other side, or straddles it.
+
+    With `above`, the claim is "the value exceeds the bar": holds when the interval's low end is
+    above it, does not hold when its high end is at or below it. Without, the claim is "below".
+    """
+    low, high = ci
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "inconclusive"
+    if above:
+        return "holds" if low > bar else "does not hold" if high <= bar else "inconclusive"
+    return "holds" if high < bar else "does not hold" if low >= bar else "inconclusive"
 
 
 @dataclass
 class Claim:
-    """One row: what the paper says, what we measured, the bar, and whether it was met."""
+    """One row: the paper's claim, our value with its 95% interval, the null measured in the same
+    run, the bar fixed before the run, and the verdict decided on the interval."""
 
-    claim: str  # short statement of the claim
+    key: str  # short snake_case id, stable across models (the replication page's row)
+    claim: str  # the claim, stated so that it can hold or fail
     source: str  # references.bib key of the paper
     paper: str  # the paper's number, with its model
-    measured: object  # our number (float/int) or a short string
-    bar: str  # what counts as holding, as the issue/paper sets it
-    holds: bool | None  # None when the data cannot test the claim (say why in the chapter)
+    value: float  # our estimate
+    ci: tuple[float, float]  # its 95% bootstrap interval
+    null: float  # the null or control, measured in the same run
+    null_label: str  # what the null is ("random heads, 95th percentile")
+    bar: float  # the value the interval must clear
+    above: bool  # True: the claim is value > bar; False: value < bar
+    bar_label: str = ""  # how the bar was set ("the null's 95th percentile", "chance")
+    reason: str | None = None  # set when the measurement cannot test the claim: verdict "no verdict"
 
     @property
     def verdict(self) -> str:
-        return VERDICTS[None if self.holds is None else bool(self.holds)]
+        return "no verdict" if self.reason else decide(self.ci, self.bar, self.above)
+
+    def check(self) -> None:
+        """ValueError with one line when the row lacks its evidence."""
+        if not KEY.fullmatch(self.key):
+            raise ValueError(f"key: expected a snake_case id like 'late_commitment', got {self.key!r}")
+        if not self.reason:
+            numbers = {"value": self.value, "ci low": self.ci[0], "ci high": self.ci[1], "null": self.null,
+                       "bar": self.bar}
+            bad = [name for name, v in numbers.items() if not _finite(v)]
+            if bad:
+                raise ValueError(f"{self.key}: {', '.join(bad)} must be finite numbers, or give a reason "
+                                 f"for 'no verdict'")
+            if self.ci[0] > self.ci[1]:
+                raise ValueError(f"{self.key}: ci must be (low, high), got {self.ci}")
+        if not self.null_label:
+            raise ValueError(f"{self.key}: null_label: say what the null is (e.g. 'random heads')")
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def fmt(value) -> str:
@@ -57,23 +100,56 @@ def fmt(value) -> str:
         if math.isnan(value) or math.isinf(value):
             return str(value)
         rounded = float(f"{value:.3g}")
-        return f"{rounded:.0f}" if abs(rounded) >= 1000 else f"{value:.3g}"  # 22100, not 2.21e+04
+        if rounded == 0:
+            return "0"  # not "-0"
+        return f"{rounded:.0f}" if abs(rounded) >= 1000 else f"{rounded:.3g}"  # 22100, not 2.21e+04
     return str(value)
 
 
-COLUMNS = ["claim", "paper", "ours", "bar", "verdict"]
+def with_interval(value, ci) -> str:
+    """ "0.42 [0.35, 0.49]", or "n/a" for a value that could not be measured."""
+    if not _finite(value):
+        return "n/a"
+    if ci is None or not all(_finite(c) for c in ci):
+        return fmt(value)
+    return f"{fmt(value)} [{fmt(ci[0])}, {fmt(ci[1])}]"
+
+
+def bar_text(claim: Claim) -> str:
+    text = f"{'>' if claim.above else '<'} {fmt(claim.bar)}" if _finite(claim.bar) else "n/a"
+    return f"{text} ({claim.bar_label})" if claim.bar_label else text
+
+
+def null_text(claim: Claim) -> str:
+    return f"{fmt(claim.null) if _finite(claim.null) else 'n/a'} ({claim.null_label})"
+
+
+def verdict_text(claim: Claim) -> str:
+    return f"no verdict: {claim.reason}" if claim.reason else claim.verdict
+
+
+COLUMNS = ["claim", "paper", "ours [95% CI]", "null", "bar", "verdict"]
 
 
 def table(claims: list[Claim]) -> pd.DataFrame:
     """The claims table as a DataFrame of strings (what the book shows and nbval checks)."""
     rows = [
-        {"claim": c.claim, "paper": f"{c.paper} [{c.source}]", "ours": fmt(c.measured),
-         "bar": c.bar, "verdict": c.verdict}
+        {"claim": c.claim, "paper": f"{c.paper} [{c.source}]", "ours [95% CI]": with_interval(c.value, c.ci),
+         "null": null_text(c), "bar": bar_text(c), "verdict": verdict_text(c)}
         for c in claims
     ]
     frame = pd.DataFrame(rows, columns=COLUMNS)
     frame.index = range(1, len(frame) + 1)
     return frame
+
+
+def record_row(claim: Claim) -> dict:
+    """A claim as the JSON record stores it: every field, the verdict, and the table's texts."""
+    row = asdict(claim)
+    row.update(value=_jsonable(claim.value), ci=[_jsonable(c) for c in claim.ci], null=_jsonable(claim.null),
+               bar=_jsonable(claim.bar), verdict=claim.verdict, ours=with_interval(claim.value, claim.ci),
+               null_text=null_text(claim), bar_text=bar_text(claim))
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
 
 
 def library_versions() -> str:
@@ -108,7 +184,7 @@ class ClaimsTable:
         for number, row in self.frame.iterrows():
             cells = [f'<td style="{cell}">{number}</td>']
             for column, text in row.items():
-                colour = _VERDICT_COLOURS.get(text, "inherit") if column == "verdict" else "inherit"
+                colour = _VERDICT_COLOURS.get(str(text).split(":")[0], "inherit") if column == "verdict" else "inherit"
                 weight = "bold" if column == "verdict" else "normal"
                 cells.append(f'<td style="{cell};color:{colour};font-weight:{weight}">{html.escape(str(text))}</td>')
             body.append(f"<tr>{''.join(cells)}</tr>")
@@ -145,6 +221,8 @@ def _jsonable(value):
         return value.tolist()
     if hasattr(value, "item") and getattr(value, "shape", None) == ():
         return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN
     return value if isinstance(value, (int, float, str, bool, type(None), list, dict)) else str(value)
 
 
@@ -155,7 +233,7 @@ def write_record(chapter) -> Path:
         "model": chapter.model_name,
         "parameters": {k: _jsonable(v) for k, v in chapter.params.items()},
         "measurements": {k: _jsonable(v) for k, v in chapter.measurements.items()},
-        "claims": [{**asdict(c), "measured": _jsonable(c.measured), "verdict": c.verdict} for c in chapter.claims],
+        "claims": [record_row(c) for c in chapter.claims],
         "wall_time_s": round(time.perf_counter() - chapter.started, 2),
         "peak_memory_mb": round(peak_memory_mb(chapter.device), 1),
         "device": chapter.device,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
+import hashlib
 import json
 import shutil
 import sys
@@ -20,6 +21,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from lib.claims import records_dir
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+RECORDED_PARAMETERS = {"model_name", "device"}  # runs with only these set are the book's committed records
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = ROOT / "chapters"
@@ -86,11 +90,42 @@ def run_one(path: Path, model: str | None, parameters: dict) -> dict:
                             cwd=str(CHAPTERS), progress_bar=False, log_output=False, config=kernel_config())
         if model is None:
             shutil.copyfile(output, path)  # the committed book gets the fresh outputs
+        commit_record(path, record_model, parameters)
         row["status"] = "ok"
     except Exception as error:  # papermill raises PapermillExecutionError; report and go on
         row["status"] = f"FAILED ({failing_cell(error)})"
     row["wall_s"] = round(time.perf_counter() - begin, 1)
     return row | verdicts(path.stem, record_model)
+
+
+def code_hash(path: Path) -> str:
+    """A digest of a chapter's code cells (not outputs, not papermill's injected cell): a record made
+    from other code is stale."""
+    digest = hashlib.sha256()
+    for cell in json.loads(path.read_text())["cells"]:
+        if cell["cell_type"] == "code" and "injected-parameters" not in cell.get("metadata", {}).get("tags", []):
+            digest.update("".join(cell["source"]).encode() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def commit_record(path: Path, model: str, parameters: dict) -> Path | None:
+    """Stamp the run's record with the chapter's code hash; for an embedded model run with default
+    parameters, copy it to results/<model>/ (the committed records the replication page reads)."""
+    from lib.models import EMBEDDED
+
+    record_path = records_dir(model) / f"{path.stem}.json"
+    if not record_path.exists():
+        return None
+    record = json.loads(record_path.read_text())
+    record["code_hash"] = code_hash(path)
+    text = json.dumps(record, indent=2, default=str) + "\n"
+    record_path.write_text(text)
+    if model not in EMBEDDED or not set(parameters) <= RECORDED_PARAMETERS:
+        return None
+    target = RESULTS / model / f"{path.stem}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+    return target
 
 
 def chapter_parameters(path: Path) -> dict:
