@@ -68,3 +68,15 @@ def lens_stats(arch: Arch, resid: Float[Tensor, "batch layer d_model"], tokens: 
         ranks.append(torch.stack([token_rank(logits, tok[..., j]) for j in range(tok.shape[-1])], -1).cpu())
         probs.append(logits.log_softmax(-1).gather(-1, tok).exp().cpu())
     return {"top": torch.cat(tops), "rank": torch.cat(ranks), "prob": torch.cat(probs)}
+
+
+def commitment_layer(top: Int[Tensor, "batch layer"], answer: Int[Tensor, "batch"]) -> Int[Tensor, "batch"]:
+    """First layer from which the lens's top-1 token equals `answer` at that and every later layer.
+
+    With `answer` the model's own prediction, the last layer always agrees, so the result is at most
+    n_layers - 1 (chapter 01 writes this out and tests it against a null). A prompt whose last layer
+    disagrees gets n_layers.
+    """
+    agree = top == answer.to(top.device)[:, None]
+    from_here = agree.flip(1).int().cumprod(1).flip(1)  # 1 where this and every later layer agree
+    return top.shape[1] - from_here.sum(1)
