@@ -67,13 +67,16 @@ def test_claims_table_rounds_and_record_is_written(tmp_path, monkeypatch):
         name, model_name, device, started = "00_test", "tiny", "cpu", 0.0
         params, measurements = {"seed": 0}, {"x": torch.tensor(1.5)}
         stamp_line = "Run: tiny"
-        claims = [claims.Claim("c", "key", "p", 0.123456, ">= 0.1", True),
-                  claims.Claim("d", "key", "p", 3, "reported", None)]
+        claims = [claims.Claim("c", "c", "key", "p", 0.123456, (0.11, 0.13), 0.01, "random", 0.1, True),
+                  claims.Claim("d", "d", "key", "p", float("nan"), (float("nan"), float("nan")), float("nan"),
+                               "random", 0.1, True, reason="task at chance")]
 
     frame = claims.table(Fake.claims)
-    assert list(frame["ours"]) == ["0.123", "3"] and list(frame["verdict"]) == ["holds", "no verdict"]
+    assert list(frame["ours [95% CI]"]) == ["0.123 [0.11, 0.13]", "n/a"]
+    assert list(frame["verdict"]) == ["holds", "no verdict: task at chance"]
     record = json.loads(Path(claims.write_record(Fake)).read_text())
     assert record["measurements"]["x"] == 1.5 and record["claims"][0]["verdict"] == "holds"
+    assert record["claims"][1]["value"] is None and record["claims"][1]["reason"] == "task at chance"
     assert record["peak_memory_mb"] > 0 and record["stamp"] == "Run: tiny"
 
 
@@ -88,7 +91,8 @@ def test_claims_values_keep_three_significant_figures(value, shown):
 
 def test_claims_table_shows_full_text_and_the_stamp():
     long = "A claim whose text is much longer than pandas' fifty-character column width, " * 2
-    table = claims.ClaimsTable(claims.table([claims.Claim(long, "key", "paper text", 0.5, ">= 0.4", True)]),
+    table = claims.ClaimsTable(claims.table([claims.Claim("k", long, "key", "paper text", 0.5, (0.45, 0.55), 0.1,
+                                                          "null", 0.4, True)]),
                                claims.stamp("smollm2-135m", "4-bit weights", "10 prompts", "cpu"))
     text, page = repr(table), table._repr_html_()
     assert "..." not in text and "..." not in page
