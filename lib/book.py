@@ -141,12 +141,12 @@ class Chapter:
         self.claims.append(row)
         return row
 
-    def glue(self, name: str, value, spec: str | None = None) -> str:
+    def glue(self, name: str, value, spec: str | None = None) -> None:
         """Make a measured value available to the markdown as {glue:}`name` (myst-nb), formatted with
-        `spec` (e.g. ".1%") or to 3 significant figures, so that prose numbers come from the run."""
+        `spec` (e.g. ".1%") or to 3 significant figures, so that prose numbers come from the run.
+        Returns nothing, so that a cell ending in a glue shows nothing."""
         text = format(_number(value), spec) if spec else claims_lib.fmt(_number(value))
         glue(name, text)
-        return text
 
     def committed_record(self, model_name: str, chapter: str | None = None) -> dict | None:
         """The committed record of this chapter (or of `chapter`) for `model_name`
