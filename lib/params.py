@@ -33,6 +33,13 @@ def check_positive(name: str, value) -> int:
     return value
 
 
+def check_int_range(name: str, value, low: int, high: int) -> int:
+    """An integer in [low, high] (bools refused): counts with a ceiling, such as the items a dataset has."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ParameterError(f"{name}: expected an integer in [{low}, {high}], got {value!r}")
+    return value
+
+
 def check_fraction(name: str, value, low: float = 0.0, high: float = 1.0) -> float:
     """A number in [low, high]."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:

@@ -19,7 +19,11 @@ def source(cell: dict) -> str:
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
 def test_chapter_follows_the_template(path):
-    all_cells = cells(path)
+    assert_chapter_shape(cells(path), path.stem)
+
+
+def assert_chapter_shape(all_cells: list[dict], stem: str) -> None:
+    """The chapter template (CONTRIBUTING.md), as the tests enforce it."""
     code = [c for c in all_cells if c["cell_type"] == "code"]
     text = "\n".join(source(c) for c in all_cells if c["cell_type"] == "markdown")
     params = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
@@ -30,12 +34,13 @@ def test_chapter_follows_the_template(path):
         ast.literal_eval(n.value)  # plain literals (numbers, strings, lists), nothing computed
     names = {n.targets[0].id for n in tree.body}
     assert {"model_name", "device", "seed"} <= names
-    assert sum(f'start("{path.stem}"' in source(c) for c in code) == 1, "one setup call naming the chapter"
+    assert sum(f'start("{stem}"' in source(c) for c in code) == 1, "one setup call naming the chapter"
     checked = [c for c in code if source(c).startswith("# NBVAL_CHECK_OUTPUT")]
     assert len(checked) == 1 and "ch.claims_table(items=" in source(checked[0]), \
         "one checked claims cell, with the items the claims were measured on (for the provenance stamp)"
     assert "{exercise}" in text and "{solution-start}" in text, "an exercise with a hidden solution"
     assert "{footbibliography}" in text and "{footcite}" in text, "cites papers and ends with references"
+    assert "## Departures from the paper" in text, "a departures table before the claims"
     assert all(c.get("outputs") is not None for c in code) and any(c.get("outputs") for c in code), \
         "committed with outputs"
     assert not any(o.get("output_type") == "error" for c in code for o in c.get("outputs", []))
