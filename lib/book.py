@@ -148,9 +148,10 @@ class Chapter:
         text = format(_number(value), spec) if spec else claims_lib.fmt(_number(value))
         glue(name, text)
 
-    def committed_record(self, model_name: str) -> dict | None:
-        """This chapter's committed record for `model_name` (results/<model>/<chapter>.json), or None."""
-        path = ROOT / "results" / model_name.replace("/", "__") / f"{self.name}.json"
+    def committed_record(self, model_name: str, chapter: str | None = None) -> dict | None:
+        """The committed record of this chapter (or of `chapter`) for `model_name`
+        (results/<model>/<chapter>.json), or None when there is none."""
+        path = ROOT / "results" / model_name.replace("/", "__") / f"{chapter or self.name}.json"
         return json.loads(path.read_text()) if path.exists() else None
 
     def claims_table(self, items: str) -> claims_lib.ClaimsTable:

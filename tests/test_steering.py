@@ -10,6 +10,8 @@ from lib.steering import (
     scenario_centered_means,
     steered_generate,
     steered_logits,
+    window_steered_generate,
+    window_steered_logits,
 )
 
 PROMPTS = ["w5 w6 w7 w8", "w20 w21 w22 w23", "w30 w31 w32 w33"]  # same length: no padding in references
@@ -93,3 +95,68 @@ def test_continuation_perplexity_matches_manual(tiny_model, tiny_dir):
     second = hf(ids[1:, 1:]).logits[0].log_softmax(-1)  # the same row without its pad
     nll = -sum(second[t - 1, ids[1, t + 1]] for t in range(2, 5)) / 3
     torch.testing.assert_close(got[1], torch.exp(nll), atol=1e-4, rtol=1e-4)
+
+
+@torch.no_grad()
+def test_window_steered_logits_matches_hooks(tiny_model, tiny_dir):
+    """Vectors added at the last two positions of layers 0-1, scaled by each state's RMS, as plain hooks do."""
+    hf, tok = load_hf(str(tiny_dir))
+    vectors = reference_vectors(Arch(hf).d_model) / 3
+    got = window_steered_logits(tiny_model, PROMPTS, [0, 1], vectors, positions=[-2, -1], rms=True, batch_size=2)
+
+    def add(vector):
+        def hook(module, args, out):
+            out = out.clone()
+            seg = out[:, -2:]
+            out[:, -2:] = seg + vector * seg.pow(2).mean(-1, keepdim=True).sqrt()
+            return out
+        return hook
+
+    for r, prompt in enumerate(PROMPTS):
+        layers = Arch(hf).hf_module("layers")
+        handles = [layers[i].register_forward_hook(add(vectors[r])) for i in (0, 1)]
+        try:
+            want = hf(**tok(prompt, return_tensors="pt")).logits[0, -1]
+        finally:
+            for h in handles:
+                h.remove()
+        torch.testing.assert_close(got[r], want, atol=1e-4, rtol=1e-4)
+    plain = window_steered_logits(tiny_model, PROMPTS, [LAYER], vectors, positions=[-1], rms=False)
+    for r, prompt in enumerate(PROMPTS):
+        handle = Arch(hf).hf_module("layers")[LAYER].register_forward_hook(
+            lambda m, a, out, v=vectors[r]: torch.cat([out[:, :-1], out[:, -1:] + v], 1))
+        try:
+            want = hf(**tok(prompt, return_tensors="pt")).logits[0, -1]
+        finally:
+            handle.remove()
+        torch.testing.assert_close(plain[r], want, atol=1e-4, rtol=1e-4)
+
+
+@torch.no_grad()
+def test_window_steering_per_layer_vectors_and_generation(tiny_model, tiny_dir):
+    """Per-layer vectors at the last position: logits match hooks, and generation's first token is
+    the steered logits' argmax (the prefill step is steered the same way)."""
+    hf, tok = load_hf(str(tiny_dir))
+    d = Arch(hf).d_model
+    torch.manual_seed(2)
+    vectors = torch.randn(len(PROMPTS), 2, d)
+    got = window_steered_logits(tiny_model, PROMPTS, [0, 1], vectors, positions=[-1], rms=True)
+    for r, prompt in enumerate(PROMPTS):
+        layers = Arch(hf).hf_module("layers")
+
+        def add(v):
+            def hook(module, args, out):
+                out = out.clone()
+                out[:, -1:] = out[:, -1:] + v * out[:, -1:].pow(2).mean(-1, keepdim=True).sqrt()
+                return out
+            return hook
+
+        handles = [layers[i].register_forward_hook(add(vectors[r, i])) for i in (0, 1)]
+        try:
+            want = hf(**tok(prompt, return_tensors="pt")).logits[0, -1]
+        finally:
+            for h in handles:
+                h.remove()
+        torch.testing.assert_close(got[r], want, atol=1e-4, rtol=1e-4)
+    texts = window_steered_generate(tiny_model, PROMPTS, [0, 1], vectors, max_new_tokens=1)
+    assert texts == tok.batch_decode(got.argmax(-1)[:, None], skip_special_tokens=True)

@@ -140,9 +140,10 @@ def scenarios():
     for s, (situation, person, thing) in enumerate(SITUATIONS):
         for e, emotion in enumerate(EMOTIONS):
             templates = EVENTS[emotion]
-            event = templates[(s + e) % len(templates)].format(person=person, thing=thing)
-            rows.append({"scenario": s, "emotion": emotion, "situation": situation, "event": event,
-                         "prompt": f"{situation} {event}{SUFFIX}"})
+            template = (s + e) % len(templates)
+            event = templates[template].format(person=person, thing=thing)
+            rows.append({"scenario": s, "emotion": emotion, "template": template, "situation": situation,
+                         "event": event, "prompt": f"{situation} {event}{SUFFIX}"})
     return rows
 
 
