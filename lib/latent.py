@@ -165,3 +165,110 @@ def shared_prefix_resid(model, prefix: str, suffixes: Sequence[str], batch_size:
         last = (lengths - 1).to(model.device)
         out.append(torch.stack([s[torch.arange(len(ids)), last] for s in states], 1))
     return torch.cat(out).float()
+
+
+def disjoint_sets(tokenizer, index: dict[str, list[int]], words: dict[str, str], context: str = ': "',
+                  checked: Sequence[str] | None = None) -> dict[str, list[int]] | None:
+    """Prefix sets of several words (e.g. target, English, source) made pairwise disjoint, or None
+    when the item cannot tell the words apart and must be dropped.
+
+    `answer_sets` for any number of words: dropped if two words are equal ignoring case, or a word's
+    first token after `context` is not in its own set or lies in another word's set (only the words
+    named in `checked`, default all: a source word need not be writable, it only lends its tokens);
+    tokens in two or more sets are then removed from all of them (so copying the source word cannot
+    count as English, and no probability counts twice).
+    """
+    names = list(words)
+    folded = [words[n].casefold() for n in names]
+    if len(set(folded)) < len(folded):
+        return None
+    sets = {n: set(prefix_token_ids(index, words[n])) for n in names}
+    for n in names if checked is None else checked:
+        first = first_token_after(tokenizer, context, words[n])
+        if first not in sets[n] or any(first in sets[m] for m in names if m != n):
+            return None
+    seen = defaultdict(int)
+    for ids in sets.values():
+        for i in ids:
+            seen[i] += 1
+    return {n: sorted(i for i in sets[n] if seen[i] == 1) for n in names}
+
+
+def strip_shared(ids: Sequence[int], *others: Sequence[int]) -> list[int]:
+    """`ids` without any id that is in one of `others` (a control word's set, made comparable)."""
+    drop = set().union(*map(set, others)) if others else set()
+    return sorted(set(ids) - drop)
+
+
+def demo_assignment(n_items: int, n_sets: int, n_shots: int, seed: int = 0) -> tuple[list[list[int]], list[int]]:
+    """Demonstration sets for few-shot prompts, and which set each query uses.
+
+    Draws `n_sets` sets of `n_shots` distinct items each (a fresh draw per set, as the paper's
+    notebook draws fresh demonstrations per query); query q uses set q mod n_sets, or the next set
+    that does not contain q. Every item is a query. Returns (sets, set index per query).
+    """
+    if n_items < n_shots + 1:
+        raise ValueError(f"need more than n_shots={n_shots} items, got {n_items}")
+    rng = np.random.default_rng(seed)
+    sets = [sorted(rng.choice(n_items, n_shots, replace=False).tolist()) for _ in range(n_sets)]
+    choice = []
+    for q in range(n_items):
+        options = [(q + k) % n_sets for k in range(n_sets)]
+        usable = [s for s in options if q not in sets[s]]
+        if not usable:
+            raise ValueError(f"item {q} is in every demonstration set; use more sets")
+        choice.append(usable[0])
+    return sets, choice
+
+
+def gather_set_probability(probs: Float[Tensor, "batch layer vocab"],
+                           sets: Sequence[Sequence[int]]) -> Float[Tensor, "batch layer"]:
+    """`set_probability` by gathering each row's few ids instead of a vocabulary-sized mask: the
+    same sums, at a cost that does not grow with the vocabulary (empty sets give 0)."""
+    width = max(1, max(len(s) for s in sets))
+    index = torch.zeros(len(sets), width, dtype=torch.long)
+    keep = torch.zeros(len(sets), width, dtype=probs.dtype)
+    for row, ids in enumerate(sets):
+        index[row, :len(ids)] = torch.tensor(list(ids), dtype=torch.long)
+        keep[row, :len(ids)] = 1
+    index, keep = index.to(probs.device), keep.to(probs.device)
+    picked = probs.gather(-1, index[:, None, :].expand(-1, probs.shape[1], -1))
+    return (picked * keep[:, None, :]).sum(-1)
+
+
+@returns_cpu
+@torch.no_grad()
+def lens_readout(arch: Arch, resid: Float[Tensor, "batch layer d_model"],
+                 sets: dict[str, Sequence[Sequence[int]]], chunk: int = 8) -> dict[str, Tensor]:
+    """Logit lens at every layer, reduced to what the latent-language plots need: the entropy
+    (bits) and, for each named list of per-prompt token sets, the summed probability of the set.
+
+    The same numbers as `lib.lens.unembed` -> softmax -> `gather_set_probability` / `entropy_bits`,
+    but the vocabulary-sized logits of `chunk` prompts live in one reused buffer, and the softmax
+    is one exp pass: with e = exp(logit - max) and s = sum(e), p = e / s and
+    entropy = log s - sum(e * (logit - max)) / s. Returns {"entropy": [batch, layer], name: [batch, layer]}.
+    """
+    norm, head = arch.hf_module("final_norm"), arch.hf_module("unembed")
+    weight, cap = head.weight, arch.softcap()
+    n, n_layers = resid.shape[:2]
+    rows = chunk * n_layers
+    logits = torch.empty(rows, weight.shape[0], device=weight.device, dtype=torch.float32)
+    expd = torch.empty_like(logits)
+    out = {name: [] for name in ["entropy", *sets]}
+    for lo in range(0, n, chunk):
+        b = min(chunk, n - lo)
+        h = norm(resid[lo:lo + b].to(weight.device, weight.dtype)).reshape(b * n_layers, -1)
+        y, e = logits[:b * n_layers], expd[:b * n_layers]
+        torch.matmul(h.float(), weight.float().T, out=y)
+        if cap:
+            y.div_(cap).tanh_().mul_(cap)
+        y.sub_(y.amax(-1, keepdim=True))
+        torch.exp(y, out=e)
+        s = e.sum(-1)
+        ent = (s.log() - torch.bmm(e[:, None, :], y[:, :, None])[:, 0, 0] / s) / np.log(2)
+        out["entropy"].append(ent.reshape(b, n_layers))
+        e3 = e.reshape(b, n_layers, -1)
+        for name, per_prompt in sets.items():
+            summed = gather_set_probability(e3, per_prompt[lo:lo + b])
+            out[name].append(summed / s.reshape(b, n_layers))
+    return {name: torch.cat(parts).float() for name, parts in out.items()}

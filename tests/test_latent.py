@@ -103,3 +103,60 @@ def test_shared_prefix_resid_matches_full_prompts(tiny_model):
 def test_shared_prefix_resid_checks_token_boundary(tiny_model):
     with pytest.raises(ValueError, match="tokenize"):
         latent.shared_prefix_resid(tiny_model, "w5 w", ["6 w7"])
+
+
+def test_disjoint_sets_generalises_answer_sets(tok):
+    index = latent.vocab_index(tok)
+    for target, english in [("w34", "w56"), ("w12", "w123"), ("w12", "W12"), ("w7", "w250")]:
+        two = latent.answer_sets(tok, index, target, english, context="w0 ")
+        many = latent.disjoint_sets(tok, index, {"t": target, "e": english}, context="w0 ")
+        assert (two is None and many is None) or (many["t"], many["e"]) == two
+    three = latent.disjoint_sets(tok, index, {"t": "w34", "e": "w56", "s": "w57"}, context="w0 ")
+    assert [WORDS[i] for i in three["e"]] == ["w56"] and [WORDS[i] for i in three["s"]] == ["w57"]  # w5 shared
+    assert latent.disjoint_sets(tok, index, {"t": "w34", "e": "w56", "s": "w5"}, context="w0 ") is None
+    loose = latent.disjoint_sets(tok, index, {"t": "w34", "e": "w56", "s": "w57"}, context="w0 ", checked=["t", "e"])
+    assert loose == three
+    assert latent.disjoint_sets(tok, index, {"t": "w34", "e": "w56", "s": "w3"}, context="w0 ", checked=["e"]) \
+        == {"t": [WORDS.index("w34")], "e": [WORDS.index("w5"), WORDS.index("w56")], "s": []}
+
+
+def test_strip_shared():
+    assert latent.strip_shared([1, 2, 3, 4], [2], [4, 9]) == [1, 3]
+    assert latent.strip_shared([3, 1]) == [1, 3]
+
+
+@pytest.mark.parametrize("n_items, n_sets, n_shots", [(20, 4, 4), (30, 2, 5), (150, 4, 4)])
+def test_demo_assignment_never_shows_the_query(n_items, n_sets, n_shots):
+    sets, choice = latent.demo_assignment(n_items, n_sets, n_shots, seed=1)
+    assert len(sets) == n_sets and all(len(set(s)) == n_shots for s in sets)
+    assert len(choice) == n_items and all(q not in sets[c] for q, c in enumerate(choice))
+    assert latent.demo_assignment(n_items, n_sets, n_shots, seed=1) == (sets, choice)
+    with pytest.raises(ValueError):
+        latent.demo_assignment(n_shots, n_sets, n_shots)
+
+
+def test_gather_set_probability_matches_mask():
+    torch.manual_seed(0)
+    probs = torch.rand(3, 4, 50)
+    sets = [[5, 6], [], list(range(10, 20))]
+    got = latent.gather_set_probability(probs, sets)
+    torch.testing.assert_close(got, latent.set_probability(probs, latent.multi_hot(sets, 50)))
+
+
+def test_lens_readout_matches_unembed_softmax(tiny_model):
+    from lib.arch import Arch
+    from lib.lens import unembed
+
+    arch = Arch(tiny_model)
+    torch.manual_seed(0)
+    resid = torch.randn(5, arch.n_layers, arch.d_model)
+    vocab = unembed(arch, resid[:1, :1]).shape[-1]
+    sets = {"a": [[1, 2], [3], [], list(range(4, 30)), [7]], "b": [[0]] * 5}
+    got = latent.lens_readout(arch, resid, sets, chunk=2)
+    logits = unembed(arch, resid).double()
+    probs = logits.softmax(-1)
+    torch.testing.assert_close(got["entropy"].double(), latent.entropy_bits(logits), rtol=1e-4, atol=1e-4)
+    for name, per_prompt in sets.items():
+        want = latent.set_probability(probs, latent.multi_hot(per_prompt, vocab).double())
+        torch.testing.assert_close(got[name].double(), want, rtol=1e-4, atol=1e-6)
+    assert got["entropy"].device.type == "cpu"
