@@ -5,6 +5,7 @@ median, what each block writes there, setting chosen entries to a value, and per
     top = top_entries(resid, enc["attention_mask"], k=3)      # values/feature/position, median
     logits = set_entries(model, enc, {11: [507]}, values)     # massive entries -> zero or mean
     perplexity(logits, enc)                                   # exp(mean next-token NLL)
+    fx = entry_effects(model, enc, {11: [507]}, values, pos)  # per-row NLL and attention to the first token
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from lib.arch import Arch, first
-from lib.attention import first_token_position
+from lib.attention import eager_attention, first_token_position
 from lib.devices import returns_cpu, to_device
-from lib.patching import Edit, run_with_edits
+from lib.patching import Edit, _write, run_with_edits, site_tensor
 
 
 @returns_cpu
@@ -72,6 +73,19 @@ def top_entries(resid: Float[Tensor, "batch layer pos d_model"], attention_mask:
     return TopEntries(values, flat % d, flat // d - offset, median)
 
 
+def entry_edits(d_model: int, features: dict[int, list[int]], values: dict[int, Tensor],
+                positions: Int[Tensor, "batch m"]) -> list[Edit]:
+    """lib.patching Edits that set resid_post[layer][row, positions[row], features[layer]] to `values[layer]`."""
+    batch, m = positions.shape
+    rows = torch.arange(batch)
+    edits = []
+    for layer, feats in features.items():
+        basis = torch.eye(d_model)[:, feats]  # orthonormal: one column per feature
+        new = values[layer].float().view(1, 1, -1).expand(batch, m, len(feats))
+        edits.append(Edit("resid_post", layer, rows, positions.long(), new, basis=basis))
+    return edits
+
+
 def set_entries(model, enc: dict, features: dict[int, list[int]], values: dict[int, Tensor],
                 positions: Int[Tensor, "batch m"]) -> Float[Tensor, "batch pos vocab"]:
     """All-position logits with resid_post[layer][row, positions[row], features[layer]] overwritten.
@@ -79,14 +93,41 @@ def set_entries(model, enc: dict, features: dict[int, list[int]], values: dict[i
     `values[layer]` is [len(features[layer])] (the same for every row and position), e.g. zeros or
     the entries' mean over inputs. Only those coordinates change (lib.patching's Edit with a basis).
     """
-    batch, m = positions.shape
-    rows = torch.arange(batch)
-    edits = []
-    for layer, feats in features.items():
-        basis = torch.eye(Arch(model).d_model)[:, feats]  # orthonormal: one column per feature
-        new = values[layer].float().view(1, 1, -1).expand(batch, m, len(feats))
-        edits.append(Edit("resid_post", layer, rows, positions.long(), new, basis=basis))
+    edits = entry_edits(Arch(model).d_model, features, values, positions)
     return run_with_edits(model, enc, edits, last_only=False)
+
+
+@dataclass
+class EntryEffects:
+    """What one intervention on hidden-state entries does, per row: language modelling and attention sinks."""
+
+    nll: Float[Tensor, " batch"]  # summed next-token NLL over the row's real tokens
+    count: Int[Tensor, " batch"]  # how many tokens were scored
+    to_first: Float[Tensor, "batch layer head"]  # mean attention from later real queries to the first real token
+
+
+@returns_cpu
+@torch.no_grad()
+def entry_effects(model, enc: dict, features: dict[int, list[int]], values: dict[int, Tensor],
+                  positions: Int[Tensor, "batch m"]) -> EntryEffects:
+    """`set_entries`'s intervention (empty `features`: none), reduced inside one eager-attention trace to
+    per-row NLL and per-head attention to the first token, so no [batch, pos, vocab] logits are kept."""
+    arch, enc = Arch(model), to_device(enc, model.device)
+    edits = entry_edits(arch.d_model, features, values, positions)
+    mask = enc["attention_mask"].bool()
+    first_pos = first_token_position(enc["attention_mask"]).to(mask.device)
+    rows = torch.arange(mask.shape[0], device=mask.device)
+    queries = (mask & (torch.arange(mask.shape[1], device=mask.device)[None] > first_pos[:, None])).float()
+    to_first = []  # filled inside the trace (a list made in the trace would not come out of it)
+    with eager_attention(model), model.trace(dict(enc)):
+        for layer in range(arch.n_layers):  # a trace visits modules in execution order: attention, then resid_post
+            column = arch.attn(layer).output[1][rows, :, :, first_pos]  # [batch, head, q]: weight on the first token
+            to_first.append(nnsight.save((column * queries[:, None]).sum(-1) / queries.sum(-1)[:, None]))
+            for edit in (e for e in edits if e.layer == layer):
+                _write(site_tensor(arch, "resid_post", layer), edit)
+        nll, count = token_nll(model.output.logits, enc)
+        nll, count = nnsight.save(nll), nnsight.save(count)
+    return EntryEffects(nll.float(), count, torch.stack(to_first, 1).float())
 
 
 def token_nll(logits: Float[Tensor, "batch pos vocab"], enc: dict) -> tuple[Float[Tensor, " batch"], Int[Tensor, " batch"]]:

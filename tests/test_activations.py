@@ -1,7 +1,15 @@
 import pytest
 import torch
 
-from lib.activations import block_writes, perplexity, residual_states, set_entries, token_nll, top_entries  # noqa: I001
+from lib.activations import (  # noqa: I001
+    block_writes,
+    entry_effects,
+    perplexity,
+    residual_states,
+    set_entries,
+    token_nll,
+    top_entries,
+)
 from lib.arch import (
     Arch,  # before lib.activations: beartype must load before nnsight (see lib.patching's tests)
 )
@@ -96,3 +104,47 @@ def test_perplexity_matches_hf_loss(tiny_model, reference_hf):
     with torch.no_grad():
         logits = reference_hf(**padded).logits
     assert token_nll(logits, padded)[1].tolist() == [int(padded["attention_mask"][i].sum()) - 1 for i in range(2)]
+
+
+def test_entry_effects_match_hooks(tiny_model, reference_hf, enc):
+    """Per-row NLL and attention to the first token under an entry edit, against forward hooks on the
+    plain model (eager attention, output_attentions) doing the same edit."""
+    arch = Arch(reference_hf)
+    first = (enc["attention_mask"] == 0).sum(-1)  # left padding: first real token per row
+    feats, values = {1: [0, 5], 2: [7]}, {1: torch.tensor([3.0, -2.0]), 2: torch.zeros(1)}
+
+    def hook_for(layer):
+        def hook(module, args, out):
+            h = (out[0] if isinstance(out, tuple) else out).clone()
+            for b in range(h.shape[0]):
+                h[b, first[b], feats[layer]] = values[layer]
+            return (h,) + tuple(out[1:]) if isinstance(out, tuple) else h
+        return hook
+
+    previous = reference_hf.config._attn_implementation
+    reference_hf.config._attn_implementation = "eager"
+    handles = [arch.hf_module("layers")[layer].register_forward_hook(hook_for(layer)) for layer in feats]
+    try:
+        with torch.no_grad():
+            out = reference_hf(**enc, output_attentions=True)
+    finally:
+        for h in handles:
+            h.remove()
+        reference_hf.config._attn_implementation = previous
+    fx = entry_effects(tiny_model, enc, feats, values, first[:, None])
+    assert fx.nll.device.type == "cpu" and fx.to_first.shape == (len(PROMPTS), arch.n_layers, arch.n_heads)
+    nll, count = token_nll(out.logits, enc)
+    torch.testing.assert_close(fx.nll, nll, atol=1e-4, rtol=1e-4)
+    assert fx.count.tolist() == count.tolist()
+    mask = enc["attention_mask"].bool()
+    for b in range(len(PROMPTS)):
+        later = torch.arange(mask.shape[1])[mask[b]]
+        later = later[later > first[b]]  # real queries after the first token
+        for layer, pattern in enumerate(out.attentions):
+            expected = pattern[b, :, later, first[b]].mean(-1)  # [head]
+            torch.testing.assert_close(fx.to_first[b, layer], expected, atol=1e-5, rtol=1e-4)
+    # no edit: the plain model's NLL
+    with torch.no_grad():
+        plain = reference_hf(**enc).logits
+    torch.testing.assert_close(entry_effects(tiny_model, enc, {}, {}, first[:, None]).nll, token_nll(plain, enc)[0],
+                               atol=1e-4, rtol=1e-4)
