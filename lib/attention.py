@@ -7,6 +7,9 @@ so grouped-query heads that share a key/value head still get their own pattern.
     with torch.no_grad():
         pattern = attention_patterns(model, enc)          # [batch, layer, head, q, k]
     induction_score(pattern, period=50, prefix=1)         # [batch, layer, head]
+
+Inside your own trace, `head_diagonal_score(attn.output[1], offset, first_query)` scores one layer's
+heads without keeping its pattern (a [batch, head] tensor leaves the trace).
 """
 
 from __future__ import annotations
@@ -61,6 +64,16 @@ def diagonal_score(pattern: Float[Tensor, "batch layer head q k"], offset: int, 
         raise ValueError(f"need 0 <= offset <= first_query < seq_len, got {offset=}, {first_query=}")
     diag = pattern.diagonal(offset=-offset, dim1=-2, dim2=-1)  # element j is pattern[..., j + offset, j]
     return diag[..., first_query - offset:].mean(-1)
+
+
+def head_diagonal_score(weights: Float[Tensor, "batch head q k"], offset: int, first_query: int = 0
+                        ) -> Float[Tensor, "batch head"]:
+    """`diagonal_score` of one layer's weights, as a trace sees them (`attn.output[1]`).
+
+    Called inside a trace, it lets a [batch, head] score leave the trace instead of the
+    [batch, head, q, k] pattern: a layer-by-layer score of every head costs no pattern memory.
+    """
+    return diagonal_score(weights[:, None], offset, first_query)[:, 0]
 
 
 def induction_score(pattern: Float[Tensor, "batch layer head q k"], period: int, prefix: int = 0

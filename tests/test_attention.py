@@ -7,7 +7,9 @@ from lib.arch import Arch
 from lib.attention import (
     attention_patterns,
     attention_to_position,
+    eager_attention,
     first_token_position,
+    head_diagonal_score,
     induction_score,
     previous_token_score,
 )
@@ -111,3 +113,28 @@ def test_attention_to_position_masks_queries():
     torch.testing.assert_close(got[0], pattern[0, :, :, 2:, 2].mean(-1))
     torch.testing.assert_close(got[1], pattern[1, :, :, :, 0].mean(-1))
     torch.testing.assert_close(attention_to_position(pattern, 3)[1], pattern[1, :, :, 3:, 3].mean(-1))
+
+
+def test_head_diagonal_score_matches_loops():
+    torch.manual_seed(0)
+    weights = torch.rand(2, 4, 11, 11).softmax(-1)
+    torch.testing.assert_close(head_diagonal_score(weights, 4, 6), loop_diagonal(weights[:, None], 4, 6)[:, 0])
+
+
+@torch.no_grad()
+def test_head_diagonal_score_inside_a_trace_matches_patterns(tiny_model, reference_hf):
+    """Scores computed layer by layer inside one trace equal the scores of the slow reference patterns."""
+    import nnsight
+
+    arch, tokenizer = Arch(tiny_model), tiny_model.tokenizer
+    block = "w5 w6 w7 w8 w9 w10"
+    ids = tokenizer(block + " " + block, return_tensors="pt").input_ids
+    period = (ids.shape[1] - 1) // 2 if ids.shape[1] % 2 else ids.shape[1] // 2
+    prefix = ids.shape[1] - 2 * period
+    enc = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    with eager_attention(tiny_model), tiny_model.trace(enc):
+        got = nnsight.save([head_diagonal_score(arch.attn(i).output[1], period - 1, prefix + period)
+                            for i in range(arch.n_layers)])
+    got = torch.stack([g.float().cpu() for g in got], 1)  # [batch, layer, head]
+    reference = reference_pattern(reference_hf, tokenizer, tokenizer.decode(ids[0], skip_special_tokens=True))
+    torch.testing.assert_close(got, induction_score(reference[None], period, prefix), atol=1e-5, rtol=1e-4)
