@@ -199,4 +199,4 @@ def curves_bootstrap(correct: list[np.ndarray], n_boot: int = 2000,
 def depth_of(curves: Float[np.ndarray, "*batch layer"], fraction: float = 0.9) -> Int[np.ndarray, "*batch"]:
     """`layer_at_fraction` for many curves at once: first layer at `fraction` of each curve's peak."""
     curves = np.asarray(curves, dtype=float)
-    return np.argmax(curves >= fraction * curves.max(-1, keepdims=True), axis=-1)
+    return np.asarray(np.argmax(curves >= fraction * curves.max(-1, keepdims=True), axis=-1))

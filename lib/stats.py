@@ -7,7 +7,7 @@ verdict is decided on the interval against a bar fixed before the run (lib.claim
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ def _percentiles(draws: np.ndarray, level: float) -> tuple[float, float]:
 
 
 def bootstrap(statistic: Callable[[np.ndarray], float], n_items: int, *, n_boot: int = N_BOOT,
-              seed: int = 0, level: float = LEVEL, clusters: Sequence[int] | None = None) -> tuple[float, float]:
+              seed: int = 0, level: float = LEVEL, clusters=None) -> tuple[float, float]:
     """Percentile-bootstrap interval of `statistic(index)` over resampled item indices.
 
     `statistic` receives an integer index array (with repeats) into the items and returns a number;
@@ -61,7 +61,7 @@ def bootstrap(statistic: Callable[[np.ndarray], float], n_items: int, *, n_boot:
 
 
 def mean_ci(values, *, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL,
-            clusters: Sequence[int] | None = None) -> tuple[float, tuple[float, float]]:
+            clusters=None) -> tuple[float, tuple[float, float]]:
     """Mean of per-item values (NaNs dropped) and its bootstrap interval: (mean, (low, high))."""
     x = _array(values).reshape(-1)
     keep = np.isfinite(x)
