@@ -6,6 +6,8 @@ median, what each block writes there, setting chosen entries to a value, and per
     logits = set_entries(model, enc, {11: [507]}, values)     # massive entries -> zero or mean
     perplexity(logits, enc)                                   # exp(mean next-token NLL)
     fx = entry_effects(model, enc, {11: [507]}, values, pos)  # per-row NLL and attention to the first token
+
+Taught in chapter 05 (attention sinks and massive activations), which writes the search out in full.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ so grouped-query heads that share a key/value head still get their own pattern.
 
 Inside your own trace, `head_diagonal_score(attn.output[1], offset, first_query)` scores one layer's
 heads without keeping its pattern (a [batch, head] tensor leaves the trace).
+
+Taught in chapter 03 (induction and previous-token scores); chapter 05 uses attention to a position.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ A word's probability under the logit lens is the summed probability of every voc
 that could *start* it: each token whose text is a non-empty prefix of the word, written either
 glued to what precedes it ("flo") or after a space (" flo"). Tokens that are partial UTF-8 bytes
 decode to U+FFFD and never count: they could start thousands of words.
+
+Taught in chapter 07 (which language does a model think in?).
 """
 
 from __future__ import annotations

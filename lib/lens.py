@@ -1,6 +1,6 @@
 """The logit lens: read every layer's residual stream through the final norm and unembedding.
 
-Chapter 01 writes the lens out in full; later chapters call these helpers.
+Taught in chapter 01 (the logit lens), which writes the lens out in full; later chapters call these helpers.
 """
 
 from __future__ import annotations

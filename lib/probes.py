@@ -14,6 +14,8 @@ the held-out part (`layer_accuracy`). The control refits with the training label
 
 Everything is deterministic for a given seed (lbfgs solver, fixed permutation), so results
 reproduce to the last decimal on one machine.
+
+Taught in chapter 08 (concept depth); chapter 09 reuses the probes.
 """
 
 from __future__ import annotations

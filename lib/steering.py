@@ -15,6 +15,8 @@ position, including the prompt; during generation it is added at every step, so 
 values were computed from steered states too. `window_steered_logits` adds the vector only at chosen
 positions, at every layer of a window, optionally scaled by each position's own RMS (the emotion
 paper's steering script), in one forward pass.
+
+Taught in chapter 09: difference-of-means directions and steering.
 """
 
 from __future__ import annotations
