@@ -1,7 +1,10 @@
 """Generate data/colored_objects/prompts.jsonl: one-shot Colored Objects prompts with corruptions.
 
 Format after Merullo et al. (2024) (the BIG-bench Reasoning about Colored Objects task, one shot).
-Run from the repository root: `python data/colored_objects/make_prompts.py`. Deterministic (seeded).
+Also writes prompts_3shot.jsonl: the same test questions after three answered examples with lower-case
+answers (their repository's `NShotPrompt(uppercase=False)` with three shots), a variant a small model
+may find easier. Run from the repository root: `python data/colored_objects/make_prompts.py`.
+Deterministic (seeded).
 """
 
 import json
@@ -48,8 +51,28 @@ def make(rng: random.Random) -> list[dict]:
     return rows
 
 
+def lowercase_three_shot(rows: list[dict], rng: random.Random) -> list[dict]:
+    """Each row's test question after its own example and two more, every answer in lower case."""
+    out = []
+    for row in rows:
+        shots = []
+        for _ in range(2):
+            scene, objects, colors, j = question(rng)
+            shots.append(f"Q: {scene} What color is the {objects[j]}?\nA: {colors[j]}\n")
+        first, rest = row["prompt"].split("\n", 1)  # the row's own example: question, then "A: White\n..."
+        own_answer, test = rest.split("\n", 1)
+        prefix = "".join(shots) + f"{first}\nA: {own_answer[3:].lower()}\n"
+        out.append({**row, "prompt": prefix + test, "corrupted": prefix + row["corrupted"].split("\n", 2)[2],
+                    "answer": row["answer"].lower(), "wrong": row["wrong"].lower(),
+                    "candidates": [c.lower() for c in row["candidates"]]})
+    return out
+
+
 if __name__ == "__main__":
     out = Path(__file__).with_name("prompts.jsonl")
     rows = make(random.Random(0))
     out.write_text("".join(json.dumps(r) + "\n" for r in rows))
     print(f"wrote {len(rows)} prompts to {out}")
+    variant = lowercase_three_shot(rows, random.Random(1))
+    out.with_name("prompts_3shot.jsonl").write_text("".join(json.dumps(r) + "\n" for r in variant))
+    print(f"wrote {len(variant)} prompts to {out.with_name('prompts_3shot.jsonl')}")
