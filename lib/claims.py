@@ -217,13 +217,19 @@ def peak_memory_mb(device: str) -> float:
 
 
 def _jsonable(value):
-    if torch.is_tensor(value):
-        return value.tolist()
+    """Plain JSON values: tensors and numpy arrays as lists, numpy scalars as numbers (also inside
+    lists, tuples and dicts), NaN and infinity as null; anything else as its string."""
+    if torch.is_tensor(value) or (hasattr(value, "tolist") and hasattr(value, "shape") and value.shape != ()):
+        value = value.tolist()
     if hasattr(value, "item") and getattr(value, "shape", None) == ():
-        return value.item()
+        value = value.item()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None  # JSON has no NaN
-    return value if isinstance(value, (int, float, str, bool, type(None), list, dict)) else str(value)
+    return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
 
 
 def write_record(chapter) -> Path:
