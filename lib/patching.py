@@ -22,6 +22,7 @@ each of the `n_heads` query heads has its own slice), `mlp_out`, `resid_post`.
     res.frame           # tidy: site, direction, pair, layer, position, head, token, value, ...
     patch_sweep(model, clean, corrupt, "head", metric, positions=[-1])  # layer x head, last token
     patch_sweep(..., direction="noise")                       # corrupt activations into clean
+    window_sweep(model, clean, corrupt, "mlp_out", metric, window=6, positions=pos)  # ROME's windows
 
 Ablations (what later chapters use to knock components out), each one trace, returning logits:
 
@@ -31,6 +32,7 @@ Ablations (what later chapters use to knock components out), each one trace, ret
     ablate(model, enc, [("head", 9, 6), ("mlp_out", 3)], mode="mean", means=reference_means)
     means = mean_activations(model, reference_enc, "head")             # [layer, head, d_head]
     ablation_sweep(model, enc, "head", metric, mode="mean")            # each head alone, batched
+    ablation_sets(model, enc, [[("mlp_out", 3)], [("mlp_out", 5), ("mlp_out", 9)]], metric)  # [set, batch]
     patch(model, target, source, [("head", 9, 6)])                      # fixed set, source -> target
 
 Positions follow `encode`'s left padding: index -1 is every row's last token. Wherever a
@@ -209,6 +211,13 @@ def prob_metric(answer: Int[Tensor, " pair"]) -> Metric:
     return metric
 
 
+def top1_metric(answer: Int[Tensor, " pair"]) -> Metric:
+    """1.0 where the greedy next token is the pair's answer token, else 0.0 (accuracy per row)."""
+    def metric(logits: Float[Tensor, "rows vocab"], pair: Int[Tensor, " rows"]) -> Float[Tensor, " rows"]:
+        return (logits.argmax(-1) == answer.to(logits.device)[pair]).float()
+    return metric
+
+
 def logit_diff_metric(answer: Int[Tensor, " pair"], wrong: Int[Tensor, " pair"]) -> Metric:
     """Logit of each pair's answer minus that of its wrong answer, at the last position."""
     def metric(logits: Float[Tensor, "rows vocab"], pair: Int[Tensor, " rows"]) -> Float[Tensor, " rows"]:
@@ -232,6 +241,7 @@ class PatchResult:
     layers: list[int]
     index: Int[Tensor, "pair index"]  # absolute position per pair, or the head number
     tokens: list[list[str]] = field(repr=False, default_factory=list)  # per pair, per index
+    windows: list[list[int]] | None = None  # window_sweep: the layers restored together for each entry of `layers`
 
     def recovery(self) -> Float[Tensor, "pair layer index"]:
         """(value - corrupt) / (clean - corrupt): 1 = the clean run's metric, 0 = the corrupt run's."""
@@ -280,9 +290,15 @@ def _rows(n_pair: int, n_layer: int, n_index: int) -> tuple[Tensor, Tensor, Tens
 
 def _sweep_edits(site: str, layers: list[int], pair: Tensor, layer_slot: Tensor, index_slot: Tensor,
                  index: Tensor, head_pos: Tensor | None, row0: int, source: Tensor | None,
-                 src_row: Tensor | None) -> list[Edit]:
+                 src_row: Tensor | None, windows: list[list[int]] | None = None) -> list[Edit]:
     """One Edit per layer present in a chunk: rows row0.. patch their own site, with values from
-    `source` [pair, layer, pos, ...] or from batch row `src_row[pair]` (index tensors stay on CPU)."""
+    `source` [pair, layer, pos, ...] or from batch row `src_row[pair]` (index tensors stay on CPU).
+    With `windows` (source rows only), slot s patches every layer of windows[s] at once."""
+    if windows is not None:
+        return [Edit(e.site, layer, e.rows, e.pos, None, e.heads, src_rows=e.src_rows)
+                for e in _sweep_edits(site, list(range(len(windows))), pair, layer_slot, index_slot, index,
+                                      head_pos, row0, None, src_row)
+                for layer in windows[e.layer]]
     edits = []
     for slot in layer_slot.unique().tolist():
         rows = (layer_slot == slot).nonzero()[:, 0]
@@ -311,7 +327,7 @@ def _concat(runs: Sequence[Run]) -> Run:
 @torch.no_grad()
 def _sweep(model, target: Run, site: str, metric: Metric, layers: list[int], index: Tensor,
            head_pos: Tensor | None, chunk_size: int | None, source: Tensor | None = None,
-           source_run: Run | None = None) -> tuple[Tensor, Tensor, Tensor]:
+           source_run: Run | None = None, windows: list[list[int]] | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Metric of every (pair, layer, index) row, chunk by chunk, one trace each; and the metric of
     the unpatched source and target runs (NaN without `source_run`).
 
@@ -330,7 +346,7 @@ def _sweep(model, target: Run, site: str, metric: Metric, layers: list[int], ind
             src_row[used] = torch.arange(len(used))
             run, row0 = _concat([source_run.select(used), target.select(used), run]), 2 * len(used)
         edits = _sweep_edits(site, layers, p, layer_slot[start:start + chunk], index_slot[start:start + chunk],
-                             index, head_pos, row0, source, src_row)
+                             index, head_pos, row0, source, src_row, windows)
         logits = _run_with_edits(model, run, edits)[:, -1]
         if source_run is not None:
             u = len(used)
@@ -382,6 +398,41 @@ def patch_sweep(model, clean: Run | dict, corrupt: Run | dict, site: str, metric
     base_clean, base_corrupt = (base_source, base_target) if direction == "denoise" else (base_target, base_source)
     return PatchResult(values, base_clean, base_corrupt, site, direction, layers, index,
                        _tokens(model.tokenizer, clean.enc, site, index))
+
+
+def rome_windows(n_layers: int, window: int, centres: Sequence[int] | None = None,
+                 exclude: Sequence[int] = ()) -> list[list[int]]:
+    """The layers ROME restores together around each centre i: max(0, i - window//2) up to
+    i + ceil(window/2) - 1, clipped to the model (kmeng01/rome, causal_trace.py), less `exclude`."""
+    centres = range(n_layers) if centres is None else centres
+    return [[j for j in range(max(0, i - window // 2), min(n_layers, i - (-window // 2))) if j not in exclude]
+            for i in centres]
+
+
+@torch.no_grad()
+def window_sweep(model, clean: Run | dict, corrupt: Run | dict, site: str, metric: Metric, window: int,
+                 centres: Sequence[int] | None = None, exclude: Sequence[int] = (),
+                 direction: str = "denoise", positions: Positions = None, heads: Sequence[int] | None = None,
+                 chunk_size: int | None = None) -> PatchResult:
+    """`patch_sweep` where the row for centre i patches `site` at every layer of ROME's window around i
+    at once (`rome_windows`; layers in `exclude` are never patched). `layers` of the result are the
+    centres, `windows` the layers each one restored; one batched trace per chunk, as `patch_sweep`."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction: expected one of {DIRECTIONS}, got {direction!r}")
+    clean, corrupt, arch = as_run(clean, model.device), as_run(corrupt, model.device), Arch(model)
+    if clean.shape != corrupt.shape:
+        raise ValueError(f"clean and corrupt batches differ in shape: {clean.shape} vs {corrupt.shape}")
+    if not isinstance(window, int) or window < 1:
+        raise ValueError(f"window: expected a positive number of layers, got {window!r}")
+    centres = list(range(arch.n_layers)) if centres is None else [i % arch.n_layers for i in centres]
+    windows = rome_windows(arch.n_layers, window, centres, [i % arch.n_layers for i in exclude])
+    source, target = (clean, corrupt) if direction == "denoise" else (corrupt, clean)
+    index, head_pos = _sweep_index(arch, site, positions, heads, *clean.shape, "cpu")
+    values, base_source, base_target = _sweep(model, target, site, metric, centres, index, head_pos, chunk_size,
+                                              source_run=source, windows=windows)
+    base_clean, base_corrupt = (base_source, base_target) if direction == "denoise" else (base_target, base_source)
+    return PatchResult(values, base_clean, base_corrupt, site, direction, centres, index,
+                       _tokens(model.tokenizer, clean.enc, site, index), windows)
 
 
 # ----------------------------------------------------------------------------- ablation
@@ -530,3 +581,31 @@ def ablation_sweep(model, enc: Run | dict, site: str, metric: Metric, mode: str 
     base = metric(logits, torch.arange(run.shape[0], device=logits.device)).float().cpu()
     return PatchResult(values, base, torch.full_like(base, float("nan")), site, f"{mode}-ablate", layers, index,
                        _tokens(model.tokenizer, run.enc, site, index))
+
+
+@torch.no_grad()
+def ablation_sets(model, enc: Run | dict, sets: Sequence[Sequence[tuple]], metric: Metric, mode: str = "mean",
+                  means: dict[str, Tensor] | None = None, positions: Positions = None,
+                  chunk_size: int | None = None) -> Float[Tensor, "set batch"]:
+    """`metric` of every row of `enc` with each set of components ablated together (as in `ablate`):
+    the sets run as blocks of rows of one batch (chunked), not one trace per set; on the CPU.
+
+    E.g. a null of random layer sets: sets=[[("mlp_out", l) for l in draw] for draw in draws].
+    """
+    run, arch = as_run(enc, model.device), Arch(model)
+    batch, seq = run.shape
+    pos = position_index(positions, batch, seq, "cpu")
+    values_of = _ablation_values(model, run, mode, means, pos)
+    per_chunk = max(1, (chunk_size or auto_chunk_size(model, seq)) // batch)
+    out = []
+    for start in range(0, len(sets), per_chunk):
+        block = sets[start:start + per_chunk]
+        rows = torch.arange(batch).repeat(len(block))
+        edits = []
+        for k, components in enumerate(block):
+            for c in components:
+                e = _component_edit(arch, c, values_of, batch, pos)
+                edits.append(Edit(e.site, e.layer, e.rows + k * batch, e.pos, e.values, e.heads))
+        logits = _run_with_edits(model, run.select(rows), edits)[:, -1]
+        out.append(metric(logits, rows.to(logits.device)).float().cpu().view(len(block), batch))
+    return torch.cat(out) if out else torch.empty(0, batch)

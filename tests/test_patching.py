@@ -14,12 +14,16 @@ from lib.patching import (
     ablate_directions,
     ablate_heads,
     ablate_mlps,
+    ablation_sets,
     ablation_sweep,
     logit_diff_metric,
     mean_activations,
     patch,
     patch_sweep,
     prob_metric,
+    rome_windows,
+    top1_metric,
+    window_sweep,
 )
 
 CLEAN = ["w5 w6 w7 w8 w9", "w20 w21 w22 w23"]  # different lengths: rows are left-padded
@@ -193,3 +197,57 @@ def test_ablation_sweep_matches_single_ablations(tiny_model):
         torch.testing.assert_close(res.values[:, layer, head], metric(logits[:, -1], torch.arange(2)),
                                    atol=1e-5, rtol=1e-4)
     assert res.recovery().isnan().all()
+
+
+def test_rome_windows_follow_causal_trace():
+    # kmeng01/rome: layers range(max(0, i - window // 2), min(num_layers, i - (-window // 2)))
+    assert rome_windows(30, 6, [0, 3, 29]) == [[0, 1, 2], [0, 1, 2, 3, 4, 5], [26, 27, 28, 29]]
+    assert rome_windows(18, 5, [4]) == [[2, 3, 4, 5, 6]]
+    assert rome_windows(30, 6, [1, 2], exclude=[0]) == [[1, 2, 3], [1, 2, 3, 4]]
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("direction,noise", [("denoise", True), ("noise", False)])
+@pytest.mark.parametrize("site", ["mlp_out", "attn_out", "head"])
+def test_window_sweep_matches_one_pass_per_window(tiny_model, hf, site, direction, noise):
+    clean, corrupt = pairs(tiny_model.tokenizer, noise)
+    metric = logit_diff_metric(ANSWER, WRONG)
+    pos = torch.tensor([[3, 4], [2, 4]])  # per pair
+    res = window_sweep(tiny_model, clean, corrupt, site, metric, window=2, centres=[0, 2, 3], exclude=[2],
+                       direction=direction, positions=pos, heads=[1, 3] if site == "head" else None,
+                       chunk_size=5)
+    assert res.layers == [0, 2, 3] and res.windows == [[0], [1], [3]]
+    source, target = (clean, corrupt) if direction == "denoise" else (corrupt, clean)
+    for p in range(2):
+        src, tgt = source.select(torch.tensor([p])), target.select(torch.tensor([p]))
+        for w, layers in enumerate(res.windows):
+            for k in range(res.values.shape[2]):
+                hooks = Hooks(hf, tgt)
+                for layer in layers:
+                    act = ref_act(hf, src, site, layer)
+                    index = (0, pos[p], [1, 3][k]) if site == "head" else (0, pos[p, k])
+
+                    def write(x, index=index, value=act[index]):
+                        x[index] = value
+                    hooks.on(site, layer, write)
+                want = metric(hooks.logits(), torch.tensor([p]))[0]
+                torch.testing.assert_close(res.values[p, w, k], want, atol=1e-4, rtol=1e-4)
+    # a one-layer window is a plain patch
+    one = window_sweep(tiny_model, clean, corrupt, "mlp_out", metric, window=1, positions=pos)
+    plain = patch_sweep(tiny_model, clean, corrupt, "mlp_out", metric, positions=pos)
+    torch.testing.assert_close(one.values, plain.values, atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_ablation_sets_match_one_ablation_per_set(tiny_model):
+    run = Run(encode(tiny_model.tokenizer, CLEAN))
+    means = {"mlp_out": mean_activations(tiny_model, run, "mlp_out", positions=torch.tensor([[3], [4]]))}
+    sets = [[("mlp_out", 1)], [("mlp_out", 0), ("mlp_out", 3)], [], [("mlp_out", 2), ("head", 1, 2)]]
+    for metric in (prob_metric(ANSWER), top1_metric(ANSWER)):
+        got = ablation_sets(tiny_model, run, sets, metric, means=means, positions=torch.tensor([[3], [4]]),
+                            chunk_size=3)
+        assert got.shape == (4, 2)
+        for s, components in enumerate(sets):
+            logits = ablate(tiny_model, run, components, means=means, positions=torch.tensor([[3], [4]]),
+                            last_only=True)[:, -1]
+            torch.testing.assert_close(got[s], metric(logits, torch.arange(2)), atol=1e-5, rtol=1e-4)
