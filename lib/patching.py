@@ -38,6 +38,9 @@ Ablations (what later chapters use to knock components out), each one trace, ret
 Positions follow `encode`'s left padding: index -1 is every row's last token. Wherever a
 `positions` argument appears it may be None (all), a list of ints (the same for every row) or an
 int tensor [batch, m] (per row, e.g. each prompt's last subject token).
+
+Taught in chapter 02 (activation patching, ROME's windowed restoration). Taught in chapter 03 (ablation:
+zero, mean and resample; chapter 03 writes mean ablation out in full).
 """
 
 from __future__ import annotations
