@@ -123,15 +123,19 @@ class Chapter:
         self.measurements.update(values)
 
     def claim(self, key: str, claim: str, *, source: str, paper: str, value, ci, null, null_label: str,
-              bar, above: bool = True, bar_label: str = "", reason: str | None = None) -> claims_lib.Claim:
+              bar, above: bool = True, bar_label: str = "", reason: str | None = None,
+              null_comparable: bool = False) -> claims_lib.Claim:
         """Add one row of the claims table: value with its 95% interval, the null measured in this run,
         the bar fixed before the run; the verdict is decided on the interval (lib.claims.decide).
 
         Give `reason` when the measurement cannot test the claim (a task at chance, an undecodable
-        concept): the verdict is then "no verdict" and the reason is shown with it.
+        concept): the verdict is then "no verdict" and the reason is shown with it. Set
+        `null_comparable` when the null is the same measure as the value (not a difference from it):
+        a null that itself clears the bar makes the verdict "no verdict", since such a bar tests nothing.
         """
         row = claims_lib.Claim(key, claim, source, paper, _number(value), tuple(_number(c) for c in ci),
-                               _number(null), null_label, _number(bar), bool(above), bar_label, reason)
+                               _number(null), null_label, _number(bar), bool(above), bar_label, reason,
+                               bool(null_comparable))
         try:
             row.check()
             if any(c.key == key for c in self.claims):

@@ -58,6 +58,13 @@ class Claim:
     above: bool  # True: the claim is value > bar; False: value < bar
     bar_label: str = ""  # how the bar was set ("the null's 95th percentile", "chance")
     reason: str | None = None  # set when the measurement cannot test the claim: verdict "no verdict"
+    null_comparable: bool = False  # the null is the same measure as the value, so it must not clear the bar
+
+    def __post_init__(self):
+        if self.null_comparable and not self.reason and _finite(self.null) and _finite(self.bar) \
+                and (self.null > self.bar if self.above else self.null < self.bar):
+            self.reason = (f"the null ({fmt(self.null)}) also clears the bar, so the measure cannot tell the "
+                           f"claim from its control")
 
     @property
     def verdict(self) -> str:

@@ -40,6 +40,9 @@ def test_record_is_fresh_and_carries_the_evidence(path, model):
         assert claim["null_label"], claim["key"]
         assert claim["verdict"] == C.decide((low, high), claim["bar"], claim["above"]), \
             f"{claim['key']}: the verdict does not follow the interval"
+        if claim.get("null_comparable") and claim["verdict"] == "holds":
+            met = claim["null"] > claim["bar"] if claim["above"] else claim["null"] < claim["bar"]
+            assert not met, f"{claim['key']}: a 'holds' whose null also clears the bar tests nothing"
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
@@ -108,6 +111,9 @@ def test_claim_without_evidence_is_refused():
         C.Claim(**{**good, "null_label": ""}).check()
     with pytest.raises(ValueError, match="key"):
         C.Claim(**{**good, "key": "Bad Key"}).check()
+    met = C.Claim(**{**good, "null": 0.2, "null_comparable": True})
+    assert met.verdict == "no verdict" and "also clears the bar" in met.reason
+    assert C.Claim(**{**good, "null": 0.2}).verdict == "holds"  # a difference-form claim's null is another scale
     no = C.Claim(**{**good, "value": float("nan"), "reason": "task at chance"})
     no.check()
     assert no.verdict == "no verdict" and C.verdict_text(no) == "no verdict: task at chance"
