@@ -47,6 +47,7 @@ unit: setup
 
 bench: setup
 	$(PY) -m pip install -q --disable-pip-version-check -r benchmarks/requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps pyvene==0.1.8  # its declared deps are for its tutorials
 	$(PY) benchmarks/bench_patching.py
 
 lint: setup

@@ -22,6 +22,9 @@ measures the agreement on SmolLM2-135M).
 Sites and positions as in `lib.patching`: non-head sites give one estimate per (layer, position);
 `head` gives one per (layer, query head), the head patched at all of `positions` at once. Written
 with plain PyTorch hooks on the transformers model, since it needs gradients.
+
+Taught in chapter 06 (circuit reuse), which writes head attribution out in full and checks it
+against exact patching.
 """
 
 from __future__ import annotations
