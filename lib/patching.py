@@ -5,7 +5,7 @@ Here a sweep stacks all its patched runs as rows of one batch: row r is prompt p
 patched at its own (layer, position) or (layer, head). The source prompts run as extra rows of
 the same batch; inside one nnsight trace we visit the layers in order and, at each layer, copy the
 site of the rows that patch there from their source row. Cost: the same forward passes, batched,
-1.00-1.08x plain inference (appendix "How fast is activation patching?", benchmarks/bench_patching.py).
+1.04-1.20x plain inference on an H100 (appendix "How fast is activation patching?", benchmarks/bench_patching.py).
 Tested for Llama and Gemma 3 (tests/test_patching.py); GPT-2 and GPT-NeoX go through lib.arch too
 but are untested here.
 
