@@ -97,6 +97,26 @@ def test_continuation_perplexity_matches_manual(tiny_model, tiny_dir):
     torch.testing.assert_close(got[1], torch.exp(nll), atol=1e-4, rtol=1e-4)
 
 
+def rms_hooked_logits(hf, tok, prompt: str, vectors: list, last: int) -> torch.Tensor:
+    """Slow reference: plain hooks on layers 0..len(vectors)-1 add vectors[i] times each of the last
+    `last` states' RMS; the last-token logits."""
+    def add(vector):
+        def hook(module, args, out):
+            out = out.clone()
+            seg = out[:, -last:]
+            out[:, -last:] = seg + vector * seg.pow(2).mean(-1, keepdim=True).sqrt()
+            return out
+        return hook
+
+    layers = Arch(hf).hf_module("layers")
+    handles = [layers[i].register_forward_hook(add(v)) for i, v in enumerate(vectors)]
+    try:
+        return hf(**tok(prompt, return_tensors="pt")).logits[0, -1]
+    finally:
+        for h in handles:
+            h.remove()
+
+
 @torch.no_grad()
 def test_window_steered_logits_matches_hooks(tiny_model, tiny_dir):
     """Vectors added at the last two positions of layers 0-1, scaled by each state's RMS, as plain hooks do."""
@@ -104,23 +124,9 @@ def test_window_steered_logits_matches_hooks(tiny_model, tiny_dir):
     vectors = reference_vectors(Arch(hf).d_model) / 3
     got = window_steered_logits(tiny_model, PROMPTS, [0, 1], vectors, positions=[-2, -1], rms=True, batch_size=2)
 
-    def add(vector):
-        def hook(module, args, out):
-            out = out.clone()
-            seg = out[:, -2:]
-            out[:, -2:] = seg + vector * seg.pow(2).mean(-1, keepdim=True).sqrt()
-            return out
-        return hook
-
     for r, prompt in enumerate(PROMPTS):
-        layers = Arch(hf).hf_module("layers")
-        handles = [layers[i].register_forward_hook(add(vectors[r])) for i in (0, 1)]
-        try:
-            want = hf(**tok(prompt, return_tensors="pt")).logits[0, -1]
-        finally:
-            for h in handles:
-                h.remove()
-        torch.testing.assert_close(got[r], want, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(got[r], rms_hooked_logits(hf, tok, prompt, [vectors[r]] * 2, last=2),
+                                   atol=1e-4, rtol=1e-4)
     plain = window_steered_logits(tiny_model, PROMPTS, [LAYER], vectors, positions=[-1], rms=False)
     for r, prompt in enumerate(PROMPTS):
         handle = Arch(hf).hf_module("layers")[LAYER].register_forward_hook(
@@ -142,21 +148,7 @@ def test_window_steering_per_layer_vectors_and_generation(tiny_model, tiny_dir):
     vectors = torch.randn(len(PROMPTS), 2, d)
     got = window_steered_logits(tiny_model, PROMPTS, [0, 1], vectors, positions=[-1], rms=True)
     for r, prompt in enumerate(PROMPTS):
-        layers = Arch(hf).hf_module("layers")
-
-        def add(v):
-            def hook(module, args, out):
-                out = out.clone()
-                out[:, -1:] = out[:, -1:] + v * out[:, -1:].pow(2).mean(-1, keepdim=True).sqrt()
-                return out
-            return hook
-
-        handles = [layers[i].register_forward_hook(add(vectors[r, i])) for i in (0, 1)]
-        try:
-            want = hf(**tok(prompt, return_tensors="pt")).logits[0, -1]
-        finally:
-            for h in handles:
-                h.remove()
-        torch.testing.assert_close(got[r], want, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(got[r], rms_hooked_logits(hf, tok, prompt, list(vectors[r]), last=1),
+                                   atol=1e-4, rtol=1e-4)
     texts = window_steered_generate(tiny_model, PROMPTS, [0, 1], vectors, max_new_tokens=1)
     assert texts == tok.batch_decode(got.argmax(-1)[:, None], skip_special_tokens=True)
