@@ -97,6 +97,7 @@ class Chapter:
     model: object
     device: str
     remote: bool = False
+    toy: bool = False
     started: float = field(default_factory=time.perf_counter)
     stamp_line: str = ""
     claims: list = field(default_factory=list)
@@ -165,14 +166,22 @@ class Chapter:
         """
         if not isinstance(items, str) or not items.strip():
             raise P.ParameterError(f"items: expected a short description like '143 prompts', got {items!r}")
-        weights = "remote (NDIF)" if self.remote else weights_description(self.model_name)
-        self.stamp_line = claims_lib.stamp(self.model_name, weights, items, self.device)
+        if self.toy:
+            self.stamp_line = claims_lib.stamp("toy models trained in this notebook",
+                                               "model_name not used", items, self.device)
+        else:
+            weights = "remote (NDIF)" if self.remote else weights_description(self.model_name)
+            self.stamp_line = claims_lib.stamp(self.model_name, weights, items, self.device)
         claims_lib.write_record(self)
         return claims_lib.ClaimsTable(claims_lib.table(self.claims), self.stamp_line)
 
 
-def start(name: str, *, model_name, device="auto", seed=0, remote=False, **params) -> Chapter:
+def start(name: str, *, model_name, device="auto", seed=0, remote=False, toy=False, **params) -> Chapter:
     """Validate parameters (one-line ParameterError on bad ones), seed, load the model, style plots.
+
+    `toy=True` is for a chapter that trains its own small model in the notebook: no language model is
+    loaded (`ch.model` is None), the stamp says so, and `make replicate` skips the chapter, since its
+    claims do not depend on `model_name`.
 
     Integer parameters whose name starts with `n_` must be positive. Layer parameters are checked
     after loading with `Chapter.check_layer`, since the depth is known only then.
@@ -180,12 +189,14 @@ def start(name: str, *, model_name, device="auto", seed=0, remote=False, **param
     P.check_seed(seed)
     if not isinstance(remote, bool):
         raise P.ParameterError(f"remote: expected True or False, got {remote!r}")
+    if not isinstance(toy, bool):
+        raise P.ParameterError(f"toy: expected True or False, got {toy!r}")
     for key, value in params.items():
         if key.startswith("n_"):
             P.check_positive(key, value)
     resolved = "cpu" if remote else P.resolve_device(device)
     seed_everything(seed)
     plots.set_style()
-    model = load_model(model_name, resolved, remote=remote)
+    model = None if toy else load_model(model_name, resolved, remote=remote)
     all_params = dict(model_name=model_name, device=device, seed=seed, remote=remote, **params)
-    return Chapter(name, all_params, model, resolved, remote)
+    return Chapter(name, all_params, model, resolved, remote, toy)

@@ -252,6 +252,8 @@ def write_record(chapter) -> Path:
         "device": chapter.device,
         "stamp": getattr(chapter, "stamp_line", ""),
     }
+    if getattr(chapter, "toy", False):
+        record["toy"] = True  # trains its own model: the claims do not depend on model_name
     path = records_dir(chapter.model_name) / f"{chapter.name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2, default=str))

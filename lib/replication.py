@@ -43,14 +43,19 @@ def grid(records: dict[str, dict[str, dict]]) -> list[dict]:
         for model in models():
             for claim in records.get(model, {}).get(chapter, {}).get("claims", []):
                 row = rows.setdefault((chapter, claim["key"]), {"chapter": chapter, "key": claim["key"],
-                                                                 "claim": claim["claim"], "cells": {}})
+                                                                 "claim": claim["claim"], "cells": {},
+                                                                 "toy": False})
                 row["cells"][model] = claim
+                row["toy"] = row["toy"] or bool(records[model][chapter].get("toy"))
     return list(rows.values())
 
 
-def cell_text(claim: dict | None) -> str:
+TOY_CELL = "– (a toy model trained in the chapter; no language model)"
+
+
+def cell_text(claim: dict | None, toy: bool = False) -> str:
     if claim is None:
-        return "not run"
+        return TOY_CELL if toy else "not run"
     if claim["verdict"] == "no verdict":
         return f"**no verdict** ({claim.get('reason') or ''})"
     return f"**{claim['verdict']}** {claim['ours']}"
@@ -67,6 +72,7 @@ def page_text(records: dict[str, dict[str, dict]]) -> str:
     for row in rows:
         for m in names:
             counts[m][row["cells"].get(m, {}).get("verdict", "not run")] += 1
+    toy_chapters = sorted({r["chapter"][:2] for r in rows if r["toy"]})
     lines = [
         "# Does it replicate?",
         "",
@@ -90,16 +96,22 @@ def page_text(records: dict[str, dict[str, dict]]) -> str:
         "|---|" + "---|" * (len(ORDER) - 1),
     ]
     lines += [f"| {m} | " + " | ".join(str(counts[m][v]) for v in ORDER[:-1]) + " |" for m in names]
+    if toy_chapters:
+        lines += ["", f"Chapter{'s' if len(toy_chapters) > 1 else ''} {', '.join(toy_chapters)} "
+                  "train{} a toy model in the notebook, so {} claims do not depend on the language model; they are "
+                  "counted once, under the model the chapter's parameters name.".format(
+                      "" if len(toy_chapters) > 1 else "s", "their" if len(toy_chapters) > 1 else "its")]
     lines += ["", "| chapter | claim | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
     for row in rows:
-        cells = " | ".join(cell_text(row["cells"].get(m)) for m in names)
+        cells = " | ".join(cell_text(row["cells"].get(m), row["toy"]) for m in names)
         lines.append(f"| {chapter_title(row['chapter'])} | {row['claim']} | {cells} |")
     lines += ["", "## The runs", "", "| chapter | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for chapter in sorted({c for per_model in records.values() for c in per_model}):
         cells = []
         for m in names:
             r = records.get(m, {}).get(chapter)
-            cells.append("not run" if r is None else
+            toy = any(rr.get(chapter, {}).get("toy") for rr in records.values())
+            cells.append(("– (toy)" if toy else "not run") if r is None else
                          f"{r['device']}, {r['wall_time_s']:.0f} s, {r['peak_memory_mb'] / 1024:.1f} GiB peak")
         lines.append(f"| {chapter_title(chapter)} | " + " | ".join(cells) + " |")
     lines += ["", "Times and memory are each record's own: the device it ran on, its wall time from the "
@@ -120,7 +132,7 @@ def draw(records: dict[str, dict[str, dict]], path: Path = FIGURE):
     rows, names = grid(records), models()
     codes = [[ORDER.index(r["cells"].get(m, {}).get("verdict", "not run")) for m in names] for r in rows]
     labels = [[SHORT[r["cells"][m]["verdict"]] + " " + r["cells"][m]["ours"].split(" [")[0]
-               if m in r["cells"] else "–" for m in names] for r in rows]
+               if m in r["cells"] else ("toy" if r["toy"] else "–") for m in names] for r in rows]
     fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(rows) + 1.6))
     ax.imshow(codes, cmap=ListedColormap(COLOURS), vmin=0, vmax=len(ORDER) - 1, aspect="auto")
     for i, row in enumerate(labels):
