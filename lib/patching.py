@@ -6,8 +6,9 @@ patched at its own (layer, position) or (layer, head). The source prompts run as
 the same batch; inside one nnsight trace we visit the layers in order and, at each layer, copy the
 site of the rows that patch there from their source row (lib.interventions, the edit engine). Cost:
 the same forward passes, batched, 1.04-1.20x plain inference on an H100 (appendix "How fast is
-activation patching?", benchmarks/bench_patching.py). Tested against one forward pass per patch with
-plain hooks on every model family lib.arch lists (tests/test_patching.py, tests/test_families.py).
+activation patching?", benchmarks/bench_patching.py). Sweeps are tested against one forward pass per
+patch with plain hooks on Llama and Gemma 3 (tests/test_patching.py); the edit engine and every module
+path, on all nine families lib.arch lists (tests/test_families.py).
 
     from lib.interventions import Run
     from lib.metrics import prob_metric

@@ -2,6 +2,7 @@
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,10 @@ def assert_chapter_shape(all_cells: list[dict], stem: str) -> None:
     names = {n.targets[0].id for n in tree.body}
     assert {"model_name", "device", "seed"} <= names
     assert sum(f'start("{stem}"' in source(c) for c in code) == 1, "one setup call naming the chapter"
+    toy = any(re.search(r"\bstart\([^)]*\btoy\s*=\s*True", source(c)) for c in code)
+    if not toy:  # a chapter that loads a language model lets a GPU reader pick its precision
+        assert "dtype" in names and any("dtype=dtype" in source(c) for c in code), \
+            "a dtype parameter passed to start(..., dtype=dtype)"
     checked = [c for c in code if source(c).startswith("# NBVAL_CHECK_OUTPUT")]
     assert len(checked) == 1 and "ch.claims_table(items=" in source(checked[0]), \
         "one checked claims cell, with the items the claims were measured on (for the provenance stamp)"
