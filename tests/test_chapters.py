@@ -56,3 +56,15 @@ def test_every_chapter_is_in_the_table_of_contents():
     toc = (root / "_toc.yml").read_text()
     for path in CHAPTERS:
         assert f"file: chapters/{path.stem}" in toc, f"{path.name} missing from _toc.yml"
+
+
+WEIGHT_OR_CONFIG = re.compile(r"\.(weight|bias|config)\b")
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_no_chapter_reads_weights_or_config_itself(path):
+    """Weight layouts and config names differ by family (GPT-2 stores [in, out]): chapters ask lib.arch."""
+    cells = json.loads(path.read_text())["cells"]
+    found = [line.strip() for c in cells if c["cell_type"] == "code" and not source(c).startswith("# Colab")
+             for line in source(c).splitlines() if WEIGHT_OR_CONFIG.search(line.split("#")[0])]
+    assert not found, f"use Arch's accessors (W_O, W_U, W_out, norm_eps, ...) instead of: {found}"
