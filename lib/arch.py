@@ -29,6 +29,8 @@ class Family:
     down_proj: str  # the MLP's output projection: its input is the MLP's hidden activation (layer)
     conv1d: bool = False  # GPT-2 stores projection weights as [in, out] (Conv1D), not [out, in] (Linear)
     post_norms: bool = False  # Gemma 2/3, OLMo 2: attn_out and mlp_out are norms applied to each block's output
+    q_proj: str = "self_attn.q_proj"  # the query projection; GPT-2 and GPT-NeoX fuse it with keys and values (layer)
+    ln1: str | None = "input_layernorm"  # the norm the attention reads the residual stream through; None: none (layer)
 
 
 _LLAMA = Family(
@@ -45,15 +47,17 @@ _GEMMA = Family(
 _OLMO2 = Family(
     "model.layers", "model.embed_tokens", "model.norm", "lm_head",
     "self_attn", "self_attn.o_proj", "mlp", "post_attention_layernorm", "post_feedforward_layernorm",
-    "mlp.down_proj", post_norms=True,
+    "mlp.down_proj", post_norms=True, ln1=None,
 )
 _GPT2 = Family(
     "transformer.h", "transformer.wte", "transformer.ln_f", "lm_head",
     "attn", "attn.c_proj", "mlp", "attn", "mlp", "mlp.c_proj", conv1d=True,
+    q_proj="attn.c_attn", ln1="ln_1",
 )
 _NEOX = Family(
     "gpt_neox.layers", "gpt_neox.embed_in", "gpt_neox.final_layer_norm", "lm_head",
     "attention", "attention.dense", "mlp", "attention", "mlp", "mlp.dense_4h_to_h",
+    q_proj="attention.query_key_value",
 )
 FAMILIES: dict[str, Family] = {
     "llama": _LLAMA, "mistral": _LLAMA, "qwen2": _LLAMA, "qwen3": _LLAMA, "olmo2": _OLMO2,
@@ -191,3 +195,18 @@ class Arch:
         z [..., n_heads, d_head] -> [..., n_heads, d_model] (on the weights' device and dtype)."""
         w = self.W_O(i)
         return torch.einsum("...hd,hdm->...hm", z.to(w.device, w.dtype), w)
+
+    # --- queries (chapter 11) -------------------------------------------------------------------------------
+
+    def W_Q(self, i: int) -> torch.Tensor:
+        """Layer i's query weights per query head, [n_heads, d_model, d_head] (GPT-2's and NeoX's fused QKV split)."""
+        w = self._weight_in_out(self.hf_module("q_proj", i))  # [d_model, out]
+        if self.config.model_type == "gpt_neox":  # [q, k, v] interleaved per head
+            w = w.reshape(self.d_model, self.n_heads, 3, self.d_head)[:, :, 0]
+        else:  # queries first (GPT-2's c_attn), or the whole output
+            w = w[:, :self.n_heads * self.d_head].reshape(self.d_model, self.n_heads, self.d_head)
+        return w.permute(1, 0, 2)
+
+    def ln1(self, i: int) -> torch.nn.Module | None:
+        """The norm between the residual stream and layer i's attention (plain module), or None (OLMo 2)."""
+        return None if self.family.ln1 is None else self.hf_module("ln1", i)

@@ -91,8 +91,8 @@ class LastToken:
         with torch.no_grad():
             self.cache = self.body(input_ids=ids[:, :-1], attention_mask=self.mask[:, :-1], use_cache=True).past_key_values
         self.snapshot = [(lay.keys, lay.values, getattr(lay, "cumulative_length", None)) for lay in self.cache.layers]
-        unembed = arch.hf_module("unembed").weight
-        self.readout = torch.stack([unembed[answer.to(self.device)], unembed[wrong.to(self.device)]], 1).detach()
+        w_u = arch.W_U.T  # [vocab, d_model]
+        self.readout = torch.stack([w_u[answer.to(self.device)], w_u[wrong.to(self.device)]], 1).detach()
         self.resid_pre = self._resid_pre()  # [batch, layer, d_model], the last token entering each layer
         with torch.no_grad():
             self.clean_ld = self.run(0, lambda x: None, "resid_pre").cpu()
@@ -186,7 +186,7 @@ class LastToken:
 def fldd(patched: Float[Tensor, " n"], clean: Float[Tensor, " n"]) -> float:
     """Fractional logit-difference decrease, 1 - mean(patched) / mean(clean) (Makelov et al.): 1 = the
     logit difference is gone, above 1 = it flipped sign, 0 = no change."""
-    return float(1 - patched.float().mean() / clean.float().mean())
+    return float(1 - patched.detach().float().mean() / clean.detach().float().mean())
 
 
 def fit_direction(base: LastToken, source: Float[Tensor, "batch d"], site: str, layer: int, steps: int = 60,
@@ -205,7 +205,7 @@ def fit_direction(base: LastToken, source: Float[Tensor, "batch d"], site: str, 
             loss = base.patched(site, layer, source, (v / v.norm())[:, None]).mean() / clean
             v.grad = torch.autograd.grad(loss, [v])[0]
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if progress is not None:
             progress.update(1)
     return (v / v.norm()).detach().cpu(), losses
@@ -241,18 +241,27 @@ def split_rowspace(v: Float[Tensor, " d"], basis: Float[Tensor, "d r"]) -> tuple
     return row, v - row
 
 
-def norm_scale(arch: Arch, layer: int) -> Float[Tensor, " d_model"]:
-    """The per-dimension gain of the norm before layer `layer`'s attention (RMSNorm: its weight, or 1 + weight
-    for Gemma), read off the module itself: the norm of sqrt(d) e_i is gain_i sqrt(d) e_i."""
-    norm = arch.hf_module("attn_norm", layer)
-    weight = next(norm.parameters())
-    eye = torch.eye(arch.d_model, device=weight.device, dtype=weight.dtype) * arch.d_model ** 0.5
+def down_proj_rowspace(arch: Arch, layer: int) -> Float[Tensor, "d_mlp d_model"]:
+    """Orthonormal basis of the MLP hidden directions that layer `layer`'s down-projection does not send to
+    zero (its row space, d_model of d_mlp dims); the rest of the hidden space is its nullspace."""
+    return rowspace_basis(arch.W_out(layer).T)
+
+
+def norm_gain(arch: Arch, layer: int) -> Float[Tensor, " d_model"]:
+    """Per-dimension gain of the norm in front of layer `layer`'s attention, read off the module itself
+    (RMSNorm maps sqrt(d) e_i to gain_i sqrt(d) e_i: Llama's weight, Gemma's 1 + weight); ones if none."""
+    norm = arch.ln1(layer)
+    if norm is None:
+        return torch.ones(arch.d_model)
+    param = next(norm.parameters())
+    eye = torch.eye(arch.d_model, device=param.device, dtype=param.dtype) * arch.d_model ** 0.5
     with torch.no_grad():
         return (norm(eye).diagonal() / arch.d_model ** 0.5).float().cpu()
 
 
 def query_basis(arch: Arch, heads: list[tuple[int, int]]) -> Float[Tensor, "d_model r"]:
     """Orthonormal basis of the residual-stream directions that `heads`' queries read: the row space of
-    their W_Q times the gain of the norm in front of them (what TransformerLens folds into W_Q)."""
-    rows = [arch.query_weight(layer)[head].float().cpu() * norm_scale(arch, layer) for layer, head in heads]
+    their W_Q after the gain of the norm in front of them (what TransformerLens folds into W_Q)."""
+    rows = [(arch.W_Q(layer)[head].detach().float().cpu() * norm_gain(arch, layer)[:, None]).T
+            for layer, head in heads]
     return rowspace_basis(torch.cat(rows))

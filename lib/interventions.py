@@ -8,7 +8,9 @@ patched rows), or only within a subspace (`basis`).
 
 Sites (TransformerLens names): `resid_pre`, `attn_out`, `head` (a query head's output before
 the output projection, i.e. `z`; grouped-query attention shares keys/values, not outputs, so
-each of the `n_heads` query heads has its own slice), `mlp_out`, `resid_post`.
+each of the `n_heads` query heads has its own slice), `mlp_out`, `resid_post`; for edits (not yet for
+the sweeps, whose references do not know it) also `mlp_hidden`, the MLP's hidden activation (the input
+of its down-projection, d_mlp wide; chapter 11).
 
     from lib.interventions import Edit, Run, collect, run_with_edits
     run = Run(encode(tok, prompts), embed_delta=noise)      # optional noise on the token embeddings
@@ -38,6 +40,7 @@ from lib.arch import Arch, first
 from lib.devices import returns_cpu, to_device
 
 SITES = ("resid_pre", "head", "attn_out", "mlp_out", "resid_post")  # execution order within a layer
+EDIT_SITES = ("resid_pre", "head", "attn_out", "mlp_hidden", "mlp_out", "resid_post")  # SITES + mlp_hidden, in order
 Positions = Sequence[int] | Int[Tensor, "batch m"] | None
 
 
@@ -70,8 +73,9 @@ class Edit:
     """Overwrite `site` at `layer`, for batch rows `rows` at positions `pos` [k, m] (and query heads
     `heads` [k]), with `values` [k, m, d] — or, with `src_rows` [k], with the same site of those
     rows of the same batch (a sweep runs its source prompts alongside the patched rows). With
-    `basis` [d, r] (orthonormal columns) only the component in span(basis) is replaced and
-    `values` [k, m, r] are its new coordinates."""
+    `basis` [d, r] (orthonormal columns) only the component in span(basis) is replaced: `values`
+    [k, m, r] are its new coordinates, or with `src_rows` the source rows' component is taken
+    (subspace interchange, as distributed alignment search patches)."""
 
     site: str
     layer: int
@@ -93,30 +97,33 @@ def site_tensor(arch: Arch, site: str, layer: int) -> Tensor:
         return first(arch.attn_out(layer).output)
     if site == "mlp_out":
         return arch.mlp_out(layer).output
+    if site == "mlp_hidden":
+        return arch.down_proj(layer).input  # [batch, pos, d_mlp]
     if site == "head":
         z = arch.o_proj(layer).input  # [batch, pos, n_heads * d_head], query-head major
         return z.view(*z.shape[:2], arch.n_heads, arch.d_head)
-    raise ValueError(f"site: expected one of {SITES}, got {site!r}")
+    raise ValueError(f"site: expected one of {EDIT_SITES}, got {site!r}")
 
 
 def _write(act: Tensor, edit: Edit) -> None:
     """Apply one edit in place to a live activation."""
     index = (edit.rows[:, None], edit.pos) + (() if edit.heads is None else (edit.heads[:, None],))
     index = tuple(i.to(act.device, non_blocking=True) for i in index)
-    if edit.src_rows is not None:
-        act[index] = act[(edit.src_rows.to(act.device, non_blocking=True)[:, None],) + index[1:]]
-        return
-    values = edit.values.to(act.device, act.dtype)
-    if edit.basis is None:
+    basis = None if edit.basis is None else edit.basis.to(act.device, act.dtype)
+    if edit.src_rows is not None:  # the same site of other rows: all of it, or its coordinates in span(basis)
+        values = act[(edit.src_rows.to(act.device, non_blocking=True)[:, None],) + index[1:]]
+        values = values if basis is None else values @ basis
+    else:
+        values = edit.values.to(act.device, act.dtype)
+    if basis is None:
         act[index] = values
         return
-    basis = edit.basis.to(act.device, act.dtype)
     x = act[index]
     act[index] = x + (values - x @ basis) @ basis.T
 
 
 def _order(edit: Edit) -> tuple[int, int]:
-    return edit.layer, SITES.index(edit.site)
+    return edit.layer, EDIT_SITES.index(edit.site)
 
 
 @returns_cpu
