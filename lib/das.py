@@ -97,10 +97,11 @@ class LastToken:
         with torch.no_grad():
             self.clean_ld = self.run(0, lambda x: None, "resid_pre").cpu()
 
-    def _restore(self, rows: Tensor | None) -> None:
-        """Put the prefix cache back (only `rows` of it, repeats allowed) after a run appended to it."""
-        for lay, (keys, values, length) in zip(self.cache.layers, self.snapshot):
-            lay.keys, lay.values = (keys, values) if rows is None else (keys[rows], values[rows])
+    def _restore(self, rows: Tensor | None, start: int = 0) -> None:
+        """Put the prefix cache back after a run appended to it: only `rows` of it (repeats allowed) from
+        layer `start` on; the skipped layers' entries stay whole (only their length is ever read)."""
+        for i, (lay, (keys, values, length)) in enumerate(zip(self.cache.layers, self.snapshot)):
+            lay.keys, lay.values = (keys, values) if rows is None or i < start else (keys[rows], values[rows])
             if length is not None:
                 lay.cumulative_length = length
 
@@ -125,7 +126,7 @@ class LastToken:
         layers = self.arch.hf_module("layers")
         kept = [layers[i] for i in range(layer)]
         sel = slice(None) if rows is None else rows.to(self.device)
-        self._restore(None if rows is None else sel)
+        self._restore(None if rows is None else sel, layer)
         handle = _hook(self.arch, site, layer, fn)
         try:
             for i in range(layer):
@@ -171,6 +172,16 @@ class LastToken:
             return interchange(x[:, -1], source.to(x.dtype), b)[:, None]
         return self.run(layer, swap, site, rows)
 
+    def patched_along(self, site: str, layer: int, source: Float[Tensor, "rows d"],
+                      directions: Float[Tensor, "rows d"], rows: Tensor | None = None) -> Float[Tensor, " rows"]:
+        """`patched` with each row's own unit direction (one batch for many directions: a null of random ones)."""
+        source, u = source.to(self.device), directions.to(self.device, source.dtype)
+
+        def swap(x):
+            x = x[:, -1]
+            return (x + ((source - x) * u).sum(-1, keepdim=True) * u)[:, None]
+        return self.run(layer, swap, site, rows)
+
     def gradient(self, site: str, layer: int) -> Float[Tensor, "batch d"]:
         """d(logit difference)/d(activation) at `site` of `layer`, last token, per row."""
         leaf = []
@@ -190,19 +201,22 @@ def fldd(patched: Float[Tensor, " n"], clean: Float[Tensor, " n"]) -> float:
 
 
 def fit_direction(base: LastToken, source: Float[Tensor, "batch d"], site: str, layer: int, steps: int = 60,
-                  lr: float = 0.05, seed: int = 0, init: Tensor | None = None,
+                  lr: float = 0.05, seed: int = 0, init: Tensor | None = None, rows: Tensor | None = None,
                   progress=None) -> tuple[Float[Tensor, " d"], list[float]]:
     """DAS with one direction: the unit vector v whose interchange (base's coordinate along v replaced by
     the source's) lowers the base's mean logit difference most, by Adam on v; returns v (CPU) and the
-    loss (mean patched / mean clean logit difference) per step. Taught in chapter 11."""
+    loss (mean patched / mean clean logit difference) per step; `rows` fits on those rows of `base` and
+    `source` (repeats allowed: a bootstrap refit), `init` starts from a given vector. Taught in chapter 11."""
     gen = torch.Generator().manual_seed(seed)
     start = torch.randn(source.shape[-1], generator=gen) if init is None else init.float().cpu()
     v = (start / start.norm()).to(base.device).requires_grad_(True)
     opt = torch.optim.Adam([v], lr=lr)
-    clean, losses = base.clean_ld.mean().to(base.device), []
+    source = source if rows is None else source[rows.to(source.device)]
+    clean = (base.clean_ld if rows is None else base.clean_ld[rows.cpu()]).mean().to(base.device)
+    losses = []
     for _ in range(steps):
         with torch.enable_grad():
-            loss = base.patched(site, layer, source, (v / v.norm())[:, None]).mean() / clean
+            loss = base.patched(site, layer, source, (v / v.norm())[:, None], rows).mean() / clean
             v.grad = torch.autograd.grad(loss, [v])[0]
         opt.step()
         losses.append(float(loss.detach()))

@@ -120,6 +120,11 @@ def test_rows_select_and_repeat(setup):
     rows = torch.tensor([2, 0, 2])
     torch.testing.assert_close(fast_base.patched("mlp_hidden", 1, src[rows], rows=rows), full[rows])
     torch.testing.assert_close(fast_base.patched("mlp_hidden", 1, src), full)  # the cache was put back
+    u = torch.nn.functional.normalize(torch.randn(3, src.shape[-1], generator=torch.Generator().manual_seed(0)), dim=-1)
+    along = fast_base.patched_along("mlp_hidden", 1, src[rows], u, rows=rows)
+    for k in range(3):
+        one = fast_base.patched("mlp_hidden", 1, src[rows[k:k + 1]], u[k][:, None], rows=rows[k:k + 1])
+        torch.testing.assert_close(along[k:k + 1], one, atol=1e-5, rtol=1e-5)
 
 
 def test_gradient_matches_finite_difference(setup):
