@@ -142,7 +142,7 @@ class LastToken:
         cap = self.arch.softcap()
         if cap:
             logits = cap * torch.tanh(logits / cap)
-        return logits[:, 0] - logits[:, 1]
+        return (logits[:, 0] - logits[:, 1]).float()  # float32 whatever the model's dtype
 
     @torch.no_grad()
     def read(self, site: str, layer: int) -> Float[Tensor, "batch d"]:
@@ -160,7 +160,7 @@ class LastToken:
         finally:
             for h in handles:
                 h.remove()
-        return torch.stack([store[i] for i in layers], 1)
+        return torch.stack([store[i] for i in layers], 1).float()
 
     def patched(self, site: str, layer: int, source: Float[Tensor, "rows d"], basis: Tensor | None = None,
                 rows: Tensor | None = None) -> Float[Tensor, " rows"]:
@@ -191,7 +191,7 @@ class LastToken:
             return leaf[0]
         with torch.enable_grad():
             ld = self.run(layer, grab, site)
-            return torch.autograd.grad(ld.sum(), leaf[0])[0][:, -1]
+            return torch.autograd.grad(ld.sum(), leaf[0])[0][:, -1].float()
 
 
 def fldd(patched: Float[Tensor, " n"], clean: Float[Tensor, " n"]) -> float:
