@@ -30,7 +30,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from lib.arch import Arch
-from lib.attention import first_token_position
+from lib.data import first_token_position
 from lib.devices import returns_cpu, to_device
 from lib.lens import _unembed
 

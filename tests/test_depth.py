@@ -149,7 +149,7 @@ def test_literal_lac_matches_sequential_hooks(tiny_model, reference_hf, enc):
         logits, void = literal_lac(tiny_model, enc, alpha=alpha)
         state, ref_void = {}, []
 
-        def decide(layer, h_in, h_out):
+        def decide(layer, h_in, h_out, alpha=alpha, state=state, ref_void=ref_void):
             delta = h_out.norm(dim=-1) - h_in.norm(dim=-1)
             if layer == 0:
                 state.update(high=delta, low=delta)
