@@ -129,9 +129,15 @@ def skip_effects(model, enc: dict, layers: Sequence[int] | None = None) -> SkipE
             if len(here):
                 h_out[here] = torch.where(first[here, :, None], h_out[here], h_in[here])
         logp = model.output.logits[:, -1].float().log_softmax(-1)
-        kl = nnsight.save((logp[ref].exp() * (logp[ref] - logp)).sum(-1))
+        kl = nnsight.save(_kl_rows(logp[ref], logp))
     effect = torch.stack(effect, 1).float().view(n, per, arch.n_layers)[:, 1:]
     return SkipEffects(effect, kl.float().view(n, per)[:, 1:], skipped)
+
+
+def _kl_rows(ref: Tensor, logp: Tensor, chunk: int = 16) -> Tensor:
+    """KL(exp(ref) || exp(logp)) per row of log-probabilities, `chunk` rows at a time (vocabularies are large)."""
+    return torch.cat([(ref[i:i + chunk].exp() * (ref[i:i + chunk] - logp[i:i + chunk])).sum(-1)
+                      for i in range(0, len(ref), chunk)])
 
 
 def lac_mask(norms: Float[Tensor, "batch layer_plus_1 pos"], alpha: float = 0.8) -> Bool[Tensor, "batch layer pos"]:
@@ -211,12 +217,11 @@ def exit_logits(arch: Arch, resid: Float[Tensor, "batch layer d_model"], layer: 
 
 @returns_cpu
 @torch.no_grad()
-def lens_kl(arch: Arch, resid: Float[Tensor, "batch layer d_model"], chunk: int = 8) -> Float[Tensor, "batch layer"]:
+def lens_kl(arch: Arch, resid: Float[Tensor, "batch layer d_model"], chunk: int = 2) -> Float[Tensor, "batch layer"]:
     """KL(output || logit lens at layer l), in nats, with the output the lens of the last layer (which is
     the model's own next-token distribution); vocabulary-sized logits exist for `chunk` rows at a time."""
     out = []
     for start in range(0, resid.shape[0], chunk):
         logp = _unembed(arch, resid[start:start + chunk]).log_softmax(-1)  # [b, layer, vocab]
-        final = logp[:, -1:]
-        out.append((final.exp() * (final - logp)).sum(-1).cpu())
+        out.append(_kl_rows(logp[:, -1:].expand_as(logp).flatten(0, 1), logp.flatten(0, 1)).view(logp.shape[:2]).cpu())
     return torch.cat(out)
