@@ -178,3 +178,17 @@ def test_skip_layers_matches_hooks(tiny_model, reference_hf, enc):
         return torch.where(void[:, layer, :, None], h_in, h_out)
 
     torch.testing.assert_close(got, run_hf(reference_hf, enc, skip)[2], atol=1e-4, rtol=1e-4)
+
+
+def test_depth_returns_float32_from_a_bfloat16_model(tiny_dir):
+    from lib.models import load_model
+
+    model = load_model(str(tiny_dir), "cpu", dtype="bfloat16")
+    enc = encode(model.tokenizer, PROMPTS)
+    norms = layer_norms(model, enc, keep=torch.tensor([[7], [7], [7]]))
+    fx = skip_effects(model, enc, layers=[1])
+    logits, void = literal_lac(model, enc)
+    floats = [norms.pre, norms.write, norms.kept, fx.effect, fx.kl, logits, skip_layers(model, enc, void),
+              exit_logits(Arch(model), norms.kept[:, :, 0], torch.tensor([0, 1, 2])), lens_kl(Arch(model), norms.kept[:, :, 0])]
+    assert all(t.dtype == torch.float32 and t.device.type == "cpu" for t in floats)
+    assert void.dtype == torch.bool
