@@ -48,7 +48,8 @@ def induction_task(vocab: int, n: int, length: int = 10, seed: int = 0) -> tuple
 
 def compare(model, task, name: str) -> dict:
     from lib.attribution import attribution_sweep
-    from lib.patching import logit_diff_metric, patch_sweep
+    from lib.metrics import logit_diff_metric
+    from lib.patching import patch_sweep
 
     clean, corrupt, answer, wrong = task
     metric = logit_diff_metric(answer, wrong)

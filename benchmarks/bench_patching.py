@@ -112,7 +112,8 @@ def make_methods(shape: str, directory: Path, model, device: str, n_pos: int, sk
     """{name: zero-argument callable returning a [layer, pos] metric tensor (or anything, for floors)}, and facts."""
     from lib.arch import Arch
     from lib.attribution import attribution_sweep
-    from lib.patching import auto_chunk_size, logit_diff_metric, patch_sweep
+    from lib.metrics import logit_diff_metric
+    from lib.patching import auto_chunk_size, patch_sweep
 
     arch = Arch(model)
     clean, corrupt, answer, wrong = inputs(arch.vocab_size, n_pos, device)

@@ -20,9 +20,10 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from lib.arch import Arch, first
-from lib.attention import eager_attention, first_token_position
+from lib.attention import eager_attention
+from lib.data import first_token_position
 from lib.devices import returns_cpu, to_device
-from lib.patching import Edit, _write, run_with_edits, site_tensor
+from lib.interventions import Edit, _write, run_with_edits, site_tensor
 
 
 @returns_cpu

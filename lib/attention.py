@@ -94,11 +94,6 @@ def previous_token_score(pattern: Float[Tensor, "batch layer head q k"], first_q
     return diagonal_score(pattern, offset=1, first_query=first_query)
 
 
-def first_token_position(attention_mask: Int[Tensor, "batch seq"]) -> Int[Tensor, "batch"]:
-    """Position of each row's first real token under left padding."""
-    return (attention_mask == 0).sum(-1)
-
-
 def attention_to_position(pattern: Float[Tensor, "batch layer head q k"], position: int | Int[Tensor, "batch"],
                           attention_mask: Int[Tensor, "batch seq"] | None = None,
                           ) -> Float[Tensor, "batch layer head"]:

@@ -37,17 +37,9 @@ from torch import Tensor
 
 from lib.arch import Arch, first
 from lib.devices import returns_cpu
-from lib.patching import (
-    DIRECTIONS,
-    SITES,
-    Metric,
-    PatchResult,
-    Positions,
-    Run,
-    _sweep_index,
-    _tokens,
-    as_run,
-)
+from lib.interventions import SITES, Positions, Run, as_run
+from lib.metrics import Metric
+from lib.patching import DIRECTIONS, PatchResult, _sweep_index, _tokens
 
 
 def _site_module(arch: Arch, site: str, layer: int) -> tuple[torch.nn.Module, bool]:

@@ -170,20 +170,24 @@ class Chapter:
             self.stamp_line = claims_lib.stamp("toy models trained in this notebook",
                                                "model_name not used", items, self.device)
         else:
-            weights = "remote (NDIF)" if self.remote else weights_description(self.model_name)
+            weights = "remote (NDIF)" if self.remote else weights_description(self.model_name,
+                                                                              self.params.get("dtype", "float32"))
             self.stamp_line = claims_lib.stamp(self.model_name, weights, items, self.device)
         claims_lib.write_record(self)
         return claims_lib.ClaimsTable(claims_lib.table(self.claims), self.stamp_line)
 
 
-def start(name: str, *, model_name, device="auto", seed=0, remote=False, toy=False, **params) -> Chapter:
+def start(name: str, *, model_name, device="auto", seed=0, remote=False, toy=False, dtype="float32",
+          **params) -> Chapter:
     """Validate parameters (one-line ParameterError on bad ones), seed, load the model, style plots.
 
     `toy=True` is for a chapter that trains its own small model in the notebook: no language model is
     loaded (`ch.model` is None), the stamp says so, and `make replicate` skips the chapter, since its
     claims do not depend on `model_name`.
 
-    Integer parameters whose name starts with `n_` must be positive. Layer parameters are checked
+    `dtype` is the precision the model runs in: float32 (the default, and the only choice on a CPU), or
+    bfloat16 / float16 on a CUDA device, for 1-3B hub models on a small GPU. Integer parameters whose
+    name starts with `n_` must be positive. Layer parameters are checked
     after loading with `Chapter.check_layer`, since the depth is known only then.
     """
     P.check_seed(seed)
@@ -195,8 +199,9 @@ def start(name: str, *, model_name, device="auto", seed=0, remote=False, toy=Fal
         if key.startswith("n_"):
             P.check_positive(key, value)
     resolved = "cpu" if remote else P.resolve_device(device)
+    P.check_dtype(dtype, resolved)
     seed_everything(seed)
     plots.set_style()
-    model = None if toy else load_model(model_name, resolved, remote=remote)
-    all_params = dict(model_name=model_name, device=device, seed=seed, remote=remote, **params)
+    model = None if toy else load_model(model_name, resolved, remote=remote, dtype=dtype)
+    all_params = dict(model_name=model_name, device=device, seed=seed, remote=remote, dtype=dtype, **params)
     return Chapter(name, all_params, model, resolved, remote, toy)

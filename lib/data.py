@@ -45,6 +45,11 @@ def encode(tokenizer, prompts: Sequence[str], device: str | torch.device = "cpu"
     return {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
 
 
+def first_token_position(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position of each row's first real token under `encode`'s left padding ([batch] from [batch, seq])."""
+    return (attention_mask == 0).sum(-1)
+
+
 def batched(items: Sequence, size: int, desc: str | None = None) -> Iterator[Sequence]:
     """Consecutive slices of `items` of at most `size`, with a progress bar when `desc` is given."""
     starts = range(0, len(items), size)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import nnsight
+import numpy as np
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
@@ -18,17 +19,47 @@ from lib.devices import returns_cpu
 
 
 @torch.no_grad()
-def last_token_resid(model, prompts: Sequence[str], batch_size: int = 32,
-                     desc: str | None = None) -> Float[Tensor, "batch layer d_model"]:
-    """resid_post of every layer at each prompt's last token, batched (one trace per batch); on the CPU."""
-    arch, out = Arch(model), []
-    for chunk in batched(list(prompts), batch_size, desc):
+def last_token_resid(model, prompts: Sequence[str], batch_size: int = 32, desc: str | None = None,
+                     by_length: bool = False) -> Float[Tensor, "batch layer d_model"]:
+    """resid_post of every layer at each prompt's last token, batched (one trace per batch); on the CPU.
+
+    With `by_length`, prompts are batched in order of token count (less padding, so less compute, when
+    lengths vary); rows come back in input order either way."""
+    arch, prompts = Arch(model), list(prompts)
+    order = _length_order(model.tokenizer, prompts) if by_length else np.arange(len(prompts))
+    out = []
+    for chunk in batched([prompts[i] for i in order], batch_size, desc):
         enc = encode(model.tokenizer, chunk, model.device)
         with model.trace(enc) as tracer:
             states = nnsight.save([arch.layers[i].output[:, -1] for i in range(arch.n_layers)])
             tracer.stop()  # skip the unembedding: vocabulary-sized logits at every position are costly
         out.append(torch.stack(states, dim=1).cpu())  # results gather on the CPU; GPU memory stays free
-    return torch.cat(out).float()
+    return _in_input_order(torch.cat(out).float(), order)
+
+
+@torch.no_grad()
+def last_token_logits(model, prompts: Sequence[str], batch_size: int = 32, desc: str | None = None,
+                      by_length: bool = False) -> Float[Tensor, "batch vocab"]:
+    """The model's next-token logits at each prompt's last token, batched; only the last position is
+    unembedded (`logits_to_keep=1`); on the CPU, rows in input order."""
+    prompts = list(prompts)
+    order = _length_order(model.tokenizer, prompts) if by_length else np.arange(len(prompts))
+    out = []
+    for chunk in batched([prompts[i] for i in order], batch_size, desc):
+        with model.trace(encode(model.tokenizer, chunk, model.device), logits_to_keep=1):
+            logits = nnsight.save(model.output.logits[:, -1])
+        out.append(logits.float().cpu())
+    return _in_input_order(torch.cat(out), order)
+
+
+def _length_order(tokenizer, prompts: list[str]) -> np.ndarray:
+    return np.argsort([len(ids) for ids in tokenizer(prompts).input_ids], kind="stable")
+
+
+def _in_input_order(rows: Tensor, order: np.ndarray) -> Tensor:
+    out = torch.empty_like(rows)
+    out[torch.as_tensor(order)] = rows
+    return out
 
 
 @returns_cpu

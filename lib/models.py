@@ -139,17 +139,18 @@ def resolve_source(model_name: str) -> str:
     )
 
 
-def weights_description(model_name: str) -> str:
+def weights_description(model_name: str, dtype: str = "float32") -> str:
     """Where a model's weights come from and in what precision, for the provenance stamp."""
     if model_name in EMBEDDED:
-        return f"{EMBEDDED[model_name].description} weights dequantised to float32"
+        run_in = "" if dtype == "float32" else f", run in {dtype}"
+        return f"{EMBEDDED[model_name].description} weights dequantised to float32{run_in}"
     if HUB_ID.match(model_name) and not Path(model_name).expanduser().is_dir():
-        return f"hub id {model_name}, float32"
-    return f"local directory '{Path(model_name).name}', float32"  # never the full path: outputs are published
+        return f"hub id {model_name}, {dtype}"
+    return f"local directory '{Path(model_name).name}', {dtype}"  # never the full path: outputs are published
 
 
-def load_hf(model_name: str, device: str = "cpu"):
-    """Load (transformers model, tokenizer) in float32 on `device`, in eval mode."""
+def load_hf(model_name: str, device: str = "cpu", dtype: str = "float32"):
+    """Load (transformers model, tokenizer) on `device` in `dtype` (float32 unless asked), in eval mode."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -159,12 +160,12 @@ def load_hf(model_name: str, device: str = "cpu"):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"  # the last position is the prediction for every row
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype))
     return model.to(device).eval(), tokenizer
 
 
-def load_model(model_name: str, device: str = "cpu", remote: bool = False):
-    """Load a model wrapped in nnsight's TransformersModel.
+def load_model(model_name: str, device: str = "cpu", remote: bool = False, dtype: str = "float32"):
+    """Load a model wrapped in nnsight's TransformersModel, in `dtype` (bfloat16/float16 for large models on a GPU).
 
     With remote=True nothing is loaded locally: the wrapper points at the hub id and traces
     run on NDIF (pass `remote=True` to `trace`). That path needs a network and an NDIF key.
@@ -175,5 +176,5 @@ def load_model(model_name: str, device: str = "cpu", remote: bool = False):
         if not HUB_ID.match(model_name):
             raise ParameterError(f"remote: needs a hub id like 'org/name' as model_name, got {model_name!r}")
         return TransformersModel(model_name)
-    hf_model, tokenizer = load_hf(model_name, device)
+    hf_model, tokenizer = load_hf(model_name, device, dtype)
     return TransformersModel(hf_model, tokenizer=tokenizer)

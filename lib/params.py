@@ -26,6 +26,19 @@ def resolve_device(device) -> str:
     return device
 
 
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def check_dtype(value, device: str) -> str:
+    """The precision the model runs in: float32 anywhere; bfloat16 or float16 only on a CUDA device
+    (`device` already resolved), where they halve the memory of a 1-3B hub model."""
+    if value not in DTYPES:
+        raise ParameterError(f"dtype: expected one of {list(DTYPES)}, got {value!r}")
+    if value != "float32" and not device.startswith("cuda"):
+        raise ParameterError(f"dtype: {value} needs device='cuda' (on {device!r} use 'float32')")
+    return value
+
+
 def check_positive(name: str, value) -> int:
     """A count: a positive int (bools refused)."""
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -33,10 +46,12 @@ def check_positive(name: str, value) -> int:
     return value
 
 
-def check_int_range(name: str, value, low: int, high: int) -> int:
-    """An integer in [low, high] (bools refused): counts with a ceiling, such as the items a dataset has."""
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ParameterError(f"{name}: expected an integer in [{low}, {high}], got {value!r}")
+def check_int_range(name: str, value, low: int, high: int | None = None) -> int:
+    """An integer in [low, high], or at least `low` without `high` (bools refused): counts with a floor or
+    a ceiling, such as the items a dataset has."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ParameterError(f"{name}: expected an integer {allowed}, got {value!r}")
     return value
 
 

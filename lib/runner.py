@@ -14,7 +14,6 @@ import difflib
 import hashlib
 import json
 import re
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -75,6 +74,15 @@ def kernel_config():
                    "NotebookClient": {"extra_arguments": ["--IPKernelApp.log_level=CRITICAL"]}})
 
 
+def publish(executed: Path, path: Path) -> None:
+    """Copy an executed notebook over the committed chapter, less papermill's record of this machine's
+    paths (the site and the repository publish the notebook's metadata)."""
+    notebook = json.loads(executed.read_text())
+    for key in ("input_path", "output_path"):
+        notebook.get("metadata", {}).get("papermill", {}).pop(key, None)
+    path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
+
+
 def is_toy(path: Path) -> bool:
     """Whether a chapter trains its own toy model (`start(..., toy=True)`): its claims do not depend on
     model_name, so it has one record, made with its default parameters."""
@@ -99,7 +107,7 @@ def run_one(path: Path, model: str | None, parameters: dict) -> dict:
         pm.execute_notebook(str(path), str(output), parameters=parameters, kernel_name="python3",
                             cwd=str(CHAPTERS), progress_bar=False, log_output=False, config=kernel_config())
         if model is None:
-            shutil.copyfile(output, path)  # the committed book gets the fresh outputs
+            publish(output, path)  # the committed book gets the fresh outputs
         commit_record(path, record_model, parameters)
         row["status"] = "ok"
     except Exception as error:  # papermill raises PapermillExecutionError; report and go on

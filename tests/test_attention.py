@@ -8,12 +8,11 @@ from lib.attention import (
     attention_patterns,
     attention_to_position,
     eager_attention,
-    first_token_position,
     head_diagonal_score,
     induction_score,
     previous_token_score,
 )
-from lib.data import encode
+from lib.data import encode, first_token_position
 from lib.models import load_hf
 
 PROMPTS = ["w5 w6 w7 w8 w9 w10 w11 w12 w13 w14 w15 w16", "w20 w21 w22", "w30 w31 w32 w33 w34 w35 w36"]

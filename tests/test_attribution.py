@@ -8,7 +8,9 @@ import torch
 from lib.arch import Arch, first
 from lib.attribution import attribution_sweep
 from lib.data import encode
-from lib.patching import SITES, Run, logit_diff_metric, patch_sweep
+from lib.interventions import SITES, Run
+from lib.metrics import logit_diff_metric
+from lib.patching import patch_sweep
 
 CLEAN = ["w5 w6 w7 w8 w9", "w20 w21 w22 w23"]  # different lengths: rows are left-padded
 CORRUPT = ["w5 w40 w41 w8 w9", "w20 w50 w22 w23"]

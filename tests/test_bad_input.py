@@ -45,11 +45,21 @@ def one_line(error: pytest.ExceptionInfo) -> str:
     (dict(model_name="x", seed=-1), "seed: expected a non-negative integer, got -1"),
     (dict(model_name="x", remote="yes"), "remote: expected True or False, got 'yes'"),
     (dict(model_name="./local", remote=True), "remote: needs a hub id like 'org/name' as model_name, got './local'"),
+    (dict(model_name="x", dtype="float64"), "dtype: expected one of ['float32', 'bfloat16', 'float16'], got 'float64'"),
+    (dict(model_name="x", device="cpu", dtype="bfloat16"), "dtype: bfloat16 needs device='cuda' (on 'cpu' use 'float32')"),
+    (dict(model_name="x", toy="yes"), "toy: expected True or False, got 'yes'"),
 ])
 def test_start_rejects_bad_parameters(kwargs, expected):
     with pytest.raises(ParameterError) as error:
         start("00_test", **kwargs)
     assert one_line(error) == expected
+
+
+def test_int_range_without_a_ceiling():
+    with pytest.raises(ParameterError) as error:
+        params.check_int_range("n_decoys", 1, 2)
+    assert one_line(error) == "n_decoys: expected an integer >= 2, got 1"
+    assert params.check_int_range("n_decoys", 5, 2) == 5
 
 
 @pytest.mark.skipif(torch.cuda.device_count() > 7, reason="cuda:7 exists here")

@@ -2,6 +2,7 @@
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,10 @@ def assert_chapter_shape(all_cells: list[dict], stem: str) -> None:
     names = {n.targets[0].id for n in tree.body}
     assert {"model_name", "device", "seed"} <= names
     assert sum(f'start("{stem}"' in source(c) for c in code) == 1, "one setup call naming the chapter"
+    toy = any(re.search(r"\bstart\([^)]*\btoy\s*=\s*True", source(c)) for c in code)
+    if not toy:  # a chapter that loads a language model lets a GPU reader pick its precision
+        assert "dtype" in names and any("dtype=dtype" in source(c) for c in code), \
+            "a dtype parameter passed to start(..., dtype=dtype)"
     checked = [c for c in code if source(c).startswith("# NBVAL_CHECK_OUTPUT")]
     assert len(checked) == 1 and "ch.claims_table(items=" in source(checked[0]), \
         "one checked claims cell, with the items the claims were measured on (for the provenance stamp)"
@@ -51,3 +56,15 @@ def test_every_chapter_is_in_the_table_of_contents():
     toc = (root / "_toc.yml").read_text()
     for path in CHAPTERS:
         assert f"file: chapters/{path.stem}" in toc, f"{path.name} missing from _toc.yml"
+
+
+WEIGHT_OR_CONFIG = re.compile(r"\.(weight|bias|config)\b")
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_no_chapter_reads_weights_or_config_itself(path):
+    """Weight layouts and config names differ by family (GPT-2 stores [in, out]): chapters ask lib.arch."""
+    cells = json.loads(path.read_text())["cells"]
+    found = [line.strip() for c in cells if c["cell_type"] == "code" and not source(c).startswith("# Colab")
+             for line in source(c).splitlines() if WEIGHT_OR_CONFIG.search(line.split("#")[0])]
+    assert not found, f"use Arch's accessors (W_O, W_U, W_out, norm_eps, ...) instead of: {found}"

@@ -7,7 +7,7 @@ import dataclasses
 
 import torch
 
-from lib import activations, attention, latent, lens, patching, steering
+from lib import ablation, activations, attention, interventions, latent, lens, metrics, patching, steering
 from lib.data import encode
 from lib.devices import returns_cpu, to_cpu, to_device
 
@@ -43,8 +43,8 @@ def test_to_device_walks_nested_values():
 def test_public_functions_return_cpu_tensors(tiny_model, device):
     model, enc = tiny_model, encode(tiny_model.tokenizer, PROMPTS)  # inputs on the CPU
     on_model = encode(tiny_model.tokenizer, PROMPTS, device)        # and on the model's device
-    arch, run = lens.Arch(model), patching.Run(enc)
-    metric = patching.prob_metric(torch.tensor([5, 6, 7]))
+    arch, run = lens.Arch(model), interventions.Run(enc)
+    metric = metrics.prob_metric(torch.tensor([5, 6, 7]))
     vectors = torch.zeros(len(PROMPTS), arch.d_model)
     results = {
         "last_token_resid": lens.last_token_resid(model, PROMPTS),
@@ -54,12 +54,12 @@ def test_public_functions_return_cpu_tensors(tiny_model, device):
         "attention_patterns": attention.attention_patterns(model, on_model),
         "shared_prefix_resid": latent.shared_prefix_resid(model, "w5 w6", [" w7", " w8 w9"]),
         "steered_logits": steering.steered_logits(model, PROMPTS, 1, vectors),
-        "collect": patching.collect(model, on_model, "resid_pre"),
-        "mean_activations": patching.mean_activations(model, enc, "head"),
-        "ablate_heads": patching.ablate_heads(model, on_model, [(1, 0)], mode="zero", last_only=True),
-        "patch": patching.patch(model, run, run, [("mlp_out", 1)], last_only=True),
+        "collect": interventions.collect(model, on_model, "resid_pre"),
+        "mean_activations": ablation.mean_activations(model, enc, "head"),
+        "ablate_heads": ablation.ablate_heads(model, on_model, [(1, 0)], mode="zero", last_only=True),
+        "patch": ablation.patch(model, run, run, [("mlp_out", 1)], last_only=True),
         "patch_sweep": patching.patch_sweep(model, run, run, "resid_pre", metric, layers=[0], positions=[-1]),
-        "ablation_sweep": patching.ablation_sweep(model, run, "mlp_out", metric, layers=[0], positions=[-1]),
+        "ablation_sweep": ablation.ablation_sweep(model, run, "mlp_out", metric, layers=[0], positions=[-1]),
     }
     for name, result in results.items():
         found = tensors(result)

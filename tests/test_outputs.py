@@ -27,6 +27,9 @@ def output_texts(path: Path):
 
 def problems(path: Path) -> list[str]:
     found = []
+    metadata = json.dumps(json.loads(path.read_text()).get("metadata", {}))
+    if match := ABSOLUTE_PATH.search(metadata):
+        found.append(f"notebook metadata: absolute path: {metadata[max(0, match.start() - 40):match.end() + 40]!r}")
     for index, text in output_texts(path):
         for kind, pattern in (("absolute path", ABSOLUTE_PATH), ("warning", WARNING)):
             match = pattern.search(text)
@@ -49,7 +52,8 @@ def test_the_check_catches_what_it_should(tmp_path):
         {"output_type": "error", "ename": "NameError", "evalue": "x", "traceback": []},
         {"output_type": "display_data", "data": {"text/plain": "C:\\\\Users\\\\me\\\\book"}, "metadata": {}},
     ]}]}
+    bad["metadata"] = {"papermill": {"input_path": "/work/main/chapters/99_bad.ipynb"}}
     path = tmp_path / "99_bad.ipynb"
     path.write_text(json.dumps(bad))
     kinds = " ".join(problems(path))
-    assert kinds.count("absolute path") == 2 and "warning" in kinds and "NameError" in kinds
+    assert kinds.count("absolute path") == 3 and "warning" in kinds and "NameError" in kinds

@@ -4,27 +4,22 @@ written with plain PyTorch hooks on the transformers model (no nnsight), on tiny
 import pytest
 import torch
 
-from lib.arch import Arch, first
-from lib.data import encode
-from lib.models import load_hf
-from lib.patching import (
-    SITES,
-    Run,
+from lib.ablation import (
     ablate,
     ablate_directions,
     ablate_heads,
     ablate_mlps,
     ablation_sets,
     ablation_sweep,
-    logit_diff_metric,
     mean_activations,
     patch,
-    patch_sweep,
-    prob_metric,
-    rome_windows,
-    top1_metric,
-    window_sweep,
 )
+from lib.arch import Arch, first
+from lib.data import encode
+from lib.interventions import SITES, Run
+from lib.metrics import logit_diff_metric, prob_metric, top1_metric
+from lib.models import load_hf
+from lib.patching import patch_sweep, rome_windows, window_sweep
 
 CLEAN = ["w5 w6 w7 w8 w9", "w20 w21 w22 w23"]  # different lengths: rows are left-padded
 CORRUPT = ["w5 w40 w41 w8 w9", "w20 w50 w22 w23"]
