@@ -32,7 +32,7 @@ from torch import Tensor
 
 from lib.arch import Arch
 from lib.devices import returns_cpu
-from lib.patching import site_tensor
+from lib.interventions import site_tensor
 
 
 def grid_graph(rows: int, cols: int) -> np.ndarray:
@@ -125,12 +125,12 @@ def _logit_transform(arch: Arch, logits: Tensor) -> Tensor:
 def _log_word_mass(arch: Arch, final: Tensor, word_ids: Tensor, chunk: int = 16384) -> Tensor:
     """log of the full-vocabulary probability of the word set, from final-norm outputs [..., d],
     with the unembedding taken `chunk` vocabulary rows at a time (no [..., vocab] tensor is held)."""
-    weight = arch.hf_module("unembed").weight
+    w_u = arch.W_U  # [d_model, vocab]
     lse = torch.full(final.shape[:-1], -torch.inf, device=final.device)
-    for start in range(0, weight.shape[0], chunk):
-        part = _logit_transform(arch, final @ weight[start:start + chunk].T.to(final.dtype)).float()
+    for start in range(0, w_u.shape[1], chunk):
+        part = _logit_transform(arch, final @ w_u[:, start:start + chunk].to(final.dtype)).float()
         lse = torch.logaddexp(lse, part.logsumexp(-1))
-    words = _logit_transform(arch, final @ weight[word_ids].T.to(final.dtype)).float().logsumexp(-1)
+    words = _logit_transform(arch, final @ w_u[:, word_ids].to(final.dtype)).float().logsumexp(-1)
     return words - lse
 
 
@@ -160,7 +160,7 @@ def walk_pass(model, input_ids: Int[Tensor, "batch seq"], word_ids: Sequence[int
     ablated = sorted({int(i) for i in mask.any(0).any(-1).nonzero()})
     mask = mask.to(model.device)
     words = torch.as_tensor(list(word_ids), device=model.device)
-    unembed = arch.hf_module("unembed").weight[words]  # [n_words, d_model]
+    unembed = arch.W_U[:, words]  # [d_model, n_words]
     sub = torch.as_tensor([] if full_positions is None else list(full_positions), dtype=torch.long,
                           device=model.device) + prefix
     visit = sorted(set(ablated) | ({layer} if layer is not None else set()))
@@ -173,7 +173,7 @@ def walk_pass(model, input_ids: Int[Tensor, "batch seq"], word_ids: Sequence[int
                 z = site_tensor(arch, "head", lay)  # [batch, pos, head, d_head]
                 z[:] = torch.where(mask[:, lay, None, :, None], torch.zeros_like(z), z)
         final = arch.final_norm.output
-        logits = _logit_transform(arch, final[:, prefix:] @ unembed.T.to(final.dtype))
+        logits = _logit_transform(arch, final[:, prefix:] @ unembed.to(final.dtype))
         saved = nnsight.save((resid, logits.float().log_softmax(-1), final[:, sub].clone()))
         tracer.stop()  # the full unembedding never runs
     resid, word_logprobs, final_sub = saved
