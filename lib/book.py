@@ -119,6 +119,23 @@ class Chapter:
         """Validate a layer parameter against this model's depth; returns it non-negative."""
         return P.check_layer(name, value, self.arch.n_layers)
 
+    @property
+    def half(self) -> bool:
+        """Whether the model runs in bfloat16 or float16 (`dtype`)."""
+        return self.params.get("dtype", "float32") != "float32"
+
+    def assert_close(self, actual, expected, atol: float = 1e-5, rtol: float = 1.3e-6) -> None:
+        """A chapter's check that its written-out computation equals lib's (or the model's own), compared
+        as float32 on the CPU. `atol`/`rtol` are the float32 tolerances; in half precision (bfloat16 keeps
+        about 3 significant digits, and a batch's shape changes the rounding) the check is loosened to 5%
+        of each value plus 5% of the largest |expected| entry, which still catches a wrong computation."""
+        actual = torch.as_tensor(actual).detach().float().cpu()
+        expected = torch.as_tensor(expected).detach().float().cpu()
+        if self.half:
+            atol = max(atol, 0.05 * float(expected.abs().max()) if expected.numel() else 0.0)
+            rtol = max(rtol, 0.05)
+        torch.testing.assert_close(actual, expected, atol=atol, rtol=rtol)
+
     def measure(self, **values) -> None:
         """Record named measurements for the run's JSON record."""
         self.measurements.update(values)

@@ -26,9 +26,23 @@ def to_device(value, device):
     return value
 
 
+HALF = (torch.bfloat16, torch.float16)
+
+
 def to_cpu(value):
-    """`value` with every tensor inside it on the CPU (what public lib functions return)."""
-    return to_device(value, "cpu")
+    """`value` with every tensor inside it on the CPU, half-precision floats as float32 (what public lib
+    functions return: a model run in bfloat16 on a GPU gives the same dtypes as one run in float32)."""
+    if torch.is_tensor(value):
+        value = value.to("cpu")
+        return value.float() if value.dtype in HALF else value
+    if isinstance(value, dict):
+        return {k: to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(to_cpu(v) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: to_cpu(getattr(value, f.name))
+                                             for f in dataclasses.fields(value) if f.init})
+    return value
 
 
 def returns_cpu(function):
