@@ -160,3 +160,28 @@ def test_urn_transformer_is_causal():
     changed[:, -1] = (changed[:, -1] + 1) % 4
     torch.testing.assert_close(out[:, :-1], toy.urn_outputs(net, changed)[:, :-1])
     torch.testing.assert_close(out.sum(-1), torch.ones(2, 6))
+
+
+def test_models_on_the_test_device_return_cpu_scores_equal_to_the_cpu_reference(device):
+    """The device rule: data made on the CPU, models on --device, evaluations back on the CPU."""
+    world = tiny_world()
+    x, y, context = toy.icl_sequences(world, 4, N=4, B=2, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    reference = toy.AttnOnlyClassifier(15, 4, clamp=toy.ideal_prev_pattern(4))
+    moved = toy.AttnOnlyClassifier(15, 4, clamp=toy.ideal_prev_pattern(4))
+    moved.load_state_dict(reference.state_dict())
+    moved.to(device)
+    scores, expected = toy.icl_scores(moved, x, y, context), toy.icl_scores(reference, x, y, context)
+    for key in expected:
+        assert scores[key].device.type == "cpu"
+        torch.testing.assert_close(scores[key], expected[key], atol=1e-4, rtol=1e-4)
+    urns = toy.dirichlet_urns(3, 4, torch.Generator().manual_seed(0))
+    tokens, _ = toy.urn_sequences(urns, 2, T=5, generator=torch.Generator().manual_seed(1))
+    net = toy.UrnTransformer(4, 5, d_model=8)
+    cpu_out = toy.urn_outputs(net, tokens)
+    out = toy.urn_outputs(net.to(device), tokens)
+    assert out.device.type == "cpu"
+    torch.testing.assert_close(out, cpu_out, atol=1e-4, rtol=1e-4)
+    losses = toy.train(net, lambda s: toy.urn_sequences(urns, 4, T=5, generator=torch.Generator().manual_seed(s)),
+                       steps=2, lr=1e-3, seed=0, eval_every=1, optimizer="adamw")
+    assert len(losses) == 2
