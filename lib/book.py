@@ -176,6 +176,22 @@ class Chapter:
         path = ROOT / "results" / model_name.replace("/", "__") / f"{chapter or self.name}.json"
         return json.loads(path.read_text()) if path.exists() else None
 
+    def both_models(self):
+        """(table, other model, its record): this run's claims beside the other embedded model's committed
+        record of this chapter, one row per claim key, "value [95% CI]: verdict" in each cell; the other
+        model is None off the embedded pair, and its record None until it has been run (`make replicate`)."""
+        import pandas as pd
+
+        from lib.models import EMBEDDED
+
+        other_model = next((m for m in EMBEDDED if m != self.model_name), None) if self.model_name in EMBEDDED else None
+        other = self.committed_record(other_model) if other_model else None
+        both = pd.DataFrame({self.model_name: {c.key: f"{claims_lib.with_interval(c.value, c.ci)}: {c.verdict}"
+                                               for c in self.claims}})
+        if other:
+            both[other_model] = pd.Series({c["key"]: f"{c['ours']}: {c['verdict']}" for c in other["claims"]})
+        return both, other_model, other
+
     def claims_table(self, items: str) -> claims_lib.ClaimsTable:
         """Render the claims table with its provenance stamp (the nbval-checked cell); write the run's record.
 

@@ -244,30 +244,6 @@ def rise_over_plateau(steps, curve, factor: float = 2.0, start: float = 0.0, unt
     return first_crossing(s, c, factor * c[low], after=float(s[low]) - 1e-9)
 
 
-def resample_weights(n_items: int, n_boot: int, seed: int) -> np.ndarray:
-    """[n_items, n_boot] bootstrap counts (each column a multinomial resample of the items), so that a
-    resampled mean curve is `matrix @ weights / n_items`. Taught in chapter 10."""
-    rng = np.random.default_rng(seed)
-    return rng.multinomial(n_items, np.full(n_items, 1 / n_items), size=n_boot).T.astype(float)
-
-
-def stratified_median(per_seed: Callable[[int, np.ndarray | None], float], n_seeds: int, n_items: int,
-                      n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, tuple[float, float]]:
-    """Median over seeds of a per-seed statistic and its 95% interval from resampling each seed's
-    evaluation items (seeds kept fixed). `per_seed(s, w)` gets bootstrap count weights `w` [n_items]
-    (None for the point estimate). The median of 3 seeds clears a bar iff at least 2 seeds do, so the
-    interval says whether that majority is robust to which evaluation items were drawn; it does not
-    extrapolate to unseen seeds. Taught in chapter 10."""
-    value = float(np.median([per_seed(s, None) for s in range(n_seeds)]))
-    weights = [resample_weights(n_items, n_boot, seed + 1000 * s) for s in range(n_seeds)]
-    draws = np.array([np.median([per_seed(s, weights[s][:, b]) for s in range(n_seeds)])
-                      for b in range(n_boot)])
-    alpha = (1 - level) / 2
-    finite = draws[~np.isnan(draws)]
-    low, high = np.quantile(finite, [alpha, 1 - alpha]) if finite.size else (math.nan, math.nan)
-    return value, (float(low), float(high))
-
-
 # ---------------------------------------------------------------------------------------------------
 # Wurgaft et al. (2025): Balls & Urns
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from lib import toy
+from lib import stats, toy
 
 
 def tiny_world(K=12, L=4, D=6, eps=0.1, seed=0):
@@ -116,9 +116,9 @@ def test_crossings_interpolate_and_measure_abruptness():
 
 
 def test_stratified_median_of_constant_seeds_has_a_point_interval():
-    value, (low, high) = toy.stratified_median(lambda s, w: float(s), n_seeds=3, n_items=5, n_boot=20)
+    value, (low, high) = stats.stratified_median(lambda s, w: float(s), n_seeds=3, n_items=5, n_boot=20)
     assert value == low == high == 1.0
-    w = toy.resample_weights(7, 11, seed=0)
+    w = stats.resample_weights(7, 11, seed=0)
     assert w.shape == (7, 11) and (w.sum(0) == 7).all()
 
 
@@ -145,7 +145,7 @@ def test_relative_distance_is_zero_at_g_and_one_at_m():
     assert toy.relative_distance(toy.urn_distances(G, M, G)) == pytest.approx(0, abs=1e-5)
     assert toy.relative_distance(toy.urn_distances(M, M, G)) == pytest.approx(1, abs=1e-5)
     d = toy.urn_distances((M + G) / 2, M, G)
-    w = toy.resample_weights(8, 4, seed=0)
+    w = stats.resample_weights(8, 4, seed=0)
     many = toy.relative_distance(d, w)
     assert many.shape == (4,)
     assert many[0] == pytest.approx(toy.relative_distance(np.repeat(d.numpy(), w[:, 0].astype(int), 0)))
