@@ -27,7 +27,7 @@ VERDICTS = ("holds", "does not hold", "inconclusive", "no verdict")
 KEY = re.compile(r"[a-z][a-z0-9_]*")
 
 
-def decide(ci: tuple[float, float], bar: float, above: bool = True) -> str:
+def decide(ci: tuple[float | int, float | int], bar: float | int, above: bool = True) -> str:
     """The verdict on the interval: it clears the bar, lies wholly on the other side, or straddles it.
 
     With `above`, the claim is "the value exceeds the bar": holds when the interval's low end is

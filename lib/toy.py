@@ -154,7 +154,7 @@ class WallClockExceeded(RuntimeError):
 
 def train(net: nn.Module, batch_fn: Callable[[int], tuple[Tensor, Tensor]], *, steps: int, lr: float,
           seed: int, eval_every: int, callback: Callable[[int, nn.Module], None] | None = None,
-          optimizer: str = "adam", max_seconds: float = 600.0, progress=None) -> list[float]:
+          optimizer: str = "adam", max_seconds: float | int = 600.0, progress=None) -> list[float]:
     """Train `net` for exactly `steps` steps on `batch_fn(step) -> (input, target)` with cross-entropy,
     calling `callback(step, net)` at step 0 and every `eval_every` steps (and at the end).
 
@@ -196,7 +196,7 @@ def train(net: nn.Module, batch_fn: Callable[[int], tuple[Tensor, Tensor]], *, s
 # Crossing times on evaluation curves
 
 
-def first_crossing(steps, curve, threshold: float, after: float = -math.inf) -> float:
+def first_crossing(steps, curve, threshold: float | int, after: float | int = -math.inf) -> float:
     """First step (linearly interpolated between evaluations) at which `curve` reaches `threshold`,
     looking only at evaluations after step `after`; nan if it never does. Taught in chapter 10."""
     s, c = np.asarray(steps, float), np.asarray(curve, float)
@@ -209,7 +209,7 @@ def first_crossing(steps, curve, threshold: float, after: float = -math.inf) -> 
     return float(s[i - 1] + (threshold - c[i - 1]) / (c[i] - c[i - 1]) * (s[i] - s[i - 1]))
 
 
-def onset_and_rise(steps, curve, low: float, high: float) -> tuple[float, float]:
+def onset_and_rise(steps, curve, low: float | int, high: float | int) -> tuple[float, float]:
     """(onset, end) of a rise: `end` is the first crossing of `high`; `onset` the last upward crossing
     of `low` before it (both interpolated). nan when the curve never reaches `high`. Taught in chapter 10."""
     s, c = np.asarray(steps, float), np.asarray(curve, float)
@@ -222,7 +222,7 @@ def onset_and_rise(steps, curve, low: float, high: float) -> tuple[float, float]
     return first_crossing(s, c, low, after=float(s[below[-1]]) - 1e-9), end
 
 
-def abruptness(steps, curve, low: float = 0.35, high: float = 0.85) -> float:
+def abruptness(steps, curve, low: float | int = 0.35, high: float | int = 0.85) -> float:
     """(end - onset) / onset of the rise from `low` to `high`: the rise's duration as a fraction of
     the plateau before it (Reddy's 'abrupt' made a number); inf when the curve never reaches `high`.
     Taught in chapter 10."""
@@ -232,7 +232,8 @@ def abruptness(steps, curve, low: float = 0.35, high: float = 0.85) -> float:
     return (end - onset) / max(onset, 1.0)
 
 
-def rise_over_plateau(steps, curve, factor: float = 2.0, start: float = 0.0, until: float = math.inf) -> float:
+def rise_over_plateau(steps, curve, factor: float | int = 2.0, start: float | int = 0.0,
+                      until: float | int = math.inf) -> float:
     """First step after the curve's plateau minimum (taken over evaluations from step `start` to `until`)
     at which it reaches `factor` times that minimum: when a score that sat on a plateau starts to rise.
     Taught in chapter 10."""
