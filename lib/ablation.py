@@ -33,6 +33,7 @@ from lib.interventions import (
     _collect,
     _run_with_edits,
     as_run,
+    length_groups,
     position_index,
     run_with_edits,
 )
@@ -202,16 +203,19 @@ def ablation_sets(model, enc: Run | dict, sets: Sequence[Sequence[tuple]], metri
     batch, seq = run.shape
     pos = position_index(positions, batch, seq, "cpu")
     values_of = _ablation_values(model, run, mode, means, pos)
-    per_chunk = max(1, (chunk_size or auto_chunk_size(model, seq)) // batch)
-    out = []
-    for start in range(0, len(sets), per_chunk):
-        block = sets[start:start + per_chunk]
-        rows = torch.arange(batch).repeat(len(block))
-        edits = []
-        for k, components in enumerate(block):
-            for c in components:
-                e = _component_edit(arch, c, values_of, batch, pos)
-                edits.append(Edit(e.site, e.layer, e.rows + k * batch, e.pos, e.values, e.heads))
-        logits = _run_with_edits(model, run.select(rows), edits)[:, -1]
-        out.append(metric(logits, rows.to(logits.device)).float().cpu().view(len(block), batch))
-    return torch.cat(out) if out else torch.empty(0, batch)
+    out = torch.full((len(sets), batch), float("nan"))
+    for group in length_groups(run.enc["attention_mask"]):  # prompts of similar length together
+        n, sub, sub_pos = len(group), run.select(group), pos[group]
+        per_chunk = max(1, (chunk_size or auto_chunk_size(model, seq)) // n)
+        for start in range(0, len(sets), per_chunk):
+            block = sets[start:start + per_chunk]
+            rows = torch.arange(n).repeat(len(block))
+            edits = []
+            for k, components in enumerate(block):
+                for c in components:
+                    e = _component_edit(arch, c, values_of, n, sub_pos)
+                    edits.append(Edit(e.site, e.layer, e.rows + k * n, e.pos, e.values, e.heads))
+            logits = _run_with_edits(model, sub.select(rows), edits)[:, -1]
+            metric_rows = group[rows].to(logits.device)  # the metric sees each row's index in `enc`
+            out[start:start + len(block), group] = metric(logits, metric_rows).float().cpu().view(len(block), n)
+    return out

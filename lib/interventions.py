@@ -133,10 +133,45 @@ def run_with_edits(model, run: Run | dict, edits: Sequence[Edit], last_only: boo
     return _run_with_edits(model, run, edits, last_only)
 
 
+def trim_padding(run: Run, edits: Sequence[Edit] = ()) -> tuple[Run, list[Edit]]:
+    """`run` without its leading columns that are padding in every row (left padding; nnsight counts
+    positions from each row's first real token, so the logits do not change), and `edits` with their
+    positions shifted to match. Columns an edit writes to are kept. A batch of short prompts run
+    apart from longer ones then costs what its own tokens cost."""
+    mask = run.enc["attention_mask"]
+    cut = int((mask == 0).all(0).long().cumprod(0).sum())  # leading all-padding columns
+    for e in edits:  # negative positions count from the end and stay valid
+        written = e.pos[e.pos >= 0]
+        if written.numel():
+            cut = min(cut, int(written.min()))
+    if cut == 0:
+        return run, list(edits)
+    enc = {k: v[:, cut:] for k, v in run.enc.items()}
+    delta = None if run.embed_delta is None else run.embed_delta[:, cut:]
+    return Run(enc, delta), [Edit(e.site, e.layer, e.rows, torch.where(e.pos >= 0, e.pos - cut, e.pos), e.values,
+                                  e.heads, e.basis, e.src_rows) for e in edits]
+
+
+def length_groups(attention_mask: Tensor, ratio: float = 1.25) -> list[Tensor]:
+    """Row indices grouped by real (unpadded) length, shortest first: a group starts wherever a row is
+    more than `ratio` times the group's shortest. Run group by group (with `trim_padding`), short
+    prompts stop paying for the padding up to the longest prompt of the batch."""
+    lengths = attention_mask.sum(1).cpu()
+    order = lengths.argsort(stable=True)
+    groups, start = [], 0
+    for i in range(1, len(order) + 1):
+        if i == len(order) or lengths[order[i]] > ratio * lengths[order[start]]:
+            groups.append(order[start:i])
+            start = i
+    return groups
+
+
 @torch.no_grad()
 def _run_with_edits(model, run: Run | dict, edits: Sequence[Edit], last_only: bool = True) -> Tensor:
     """`run_with_edits` with the logits left on the model's device (sweeps reduce them there)."""
     run, arch = as_run(run, model.device), Arch(model)
+    if last_only:  # only the last position is read: the all-padding columns in front can go
+        run, edits = trim_padding(run, edits)
     kwargs = {"logits_to_keep": 1} if last_only else {}
     with model.trace(dict(run.enc), **kwargs):
         if run.embed_delta is not None:

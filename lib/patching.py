@@ -40,7 +40,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from lib.arch import Arch
-from lib.interventions import Edit, Positions, Run, _run_with_edits, as_run, position_index
+from lib.interventions import Edit, Positions, Run, _run_with_edits, as_run, length_groups, position_index
 from lib.metrics import Metric
 
 DIRECTIONS = ("denoise", "noise")
@@ -151,26 +151,33 @@ def _sweep(model, target: Run, site: str, metric: Metric, layers: list[int], ind
     With `source_run`, each chunk's batch is [source prompts, target prompts, patched rows]: rows
     copy their site from the source prompt's row at the same layer, so no activations are stored."""
     n_pair, seq = target.shape
-    pair, layer_slot, index_slot = _rows(n_pair, len(layers), index.shape[1])
+    pair_of, layer_of, index_of = _rows(n_pair, len(layers), index.shape[1])
+    per_pair = len(layers) * index.shape[1]
     chunk = chunk_size or auto_chunk_size(model, seq)
-    out, base = [], torch.full((2, n_pair), float("nan"))
-    for start in range(0, len(pair), chunk):
-        p = pair[start:start + chunk]
-        run, row0, src_row = target.select(p), 0, None
-        if source_run is not None:
-            used = p.unique()
-            src_row = torch.zeros(n_pair, dtype=torch.long)
-            src_row[used] = torch.arange(len(used))
-            run, row0 = _concat([source_run.select(used), target.select(used), run]), 2 * len(used)
-        edits = _sweep_edits(site, layers, p, layer_slot[start:start + chunk], index_slot[start:start + chunk],
-                             index, head_pos, row0, source, src_row, windows)
-        logits = _run_with_edits(model, run, edits)[:, -1]
-        if source_run is not None:
-            u = len(used)
-            both = metric(logits[:row0], torch.cat([used, used]).to(logits.device)).float().cpu()
-            base[:, used] = both.view(2, u)
-        out.append(metric(logits[row0:], p.to(logits.device)).float().cpu())
-    return torch.cat(out).view(n_pair, len(layers), index.shape[1]), base[0], base[1]
+    values, base = torch.full((len(pair_of),), float("nan")), torch.full((2, n_pair), float("nan"))
+    mask = target.enc["attention_mask"]
+    if source_run is not None:
+        mask = torch.maximum(mask, source_run.enc["attention_mask"])
+    for group in length_groups(mask):  # prompts of similar length together: less padding to run
+        rows = (group[:, None] * per_pair + torch.arange(per_pair)).flatten()  # their rows, pair-major
+        for start in range(0, len(rows), chunk):
+            r = rows[start:start + chunk]
+            p = pair_of[r]
+            run, row0, src_row = target.select(p), 0, None
+            if source_run is not None:
+                used = p.unique()
+                src_row = torch.zeros(n_pair, dtype=torch.long)
+                src_row[used] = torch.arange(len(used))
+                run, row0 = _concat([source_run.select(used), target.select(used), run]), 2 * len(used)
+            edits = _sweep_edits(site, layers, p, layer_of[r], index_of[r], index, head_pos, row0, source, src_row,
+                                 windows)
+            logits = _run_with_edits(model, run, edits)[:, -1]
+            if source_run is not None:
+                u = len(used)
+                both = metric(logits[:row0], torch.cat([used, used]).to(logits.device)).float().cpu()
+                base[:, used] = both.view(2, u)
+            values[r] = metric(logits[row0:], p.to(logits.device)).float().cpu()
+    return values.view(n_pair, len(layers), index.shape[1]), base[0], base[1]
 
 
 def _sweep_index(arch: Arch, site: str, positions: Positions, heads: Sequence[int] | None,

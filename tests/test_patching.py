@@ -16,7 +16,7 @@ from lib.ablation import (
 )
 from lib.arch import Arch, first
 from lib.data import encode
-from lib.interventions import SITES, Run
+from lib.interventions import SITES, Edit, Run, length_groups, run_with_edits, trim_padding
 from lib.metrics import logit_diff_metric, prob_metric, top1_metric
 from lib.models import load_hf
 from lib.patching import patch_sweep, rome_windows, window_sweep
@@ -246,3 +246,57 @@ def test_ablation_sets_match_one_ablation_per_set(tiny_model):
             logits = ablate(tiny_model, run, components, means=means, positions=torch.tensor([[3], [4]]),
                             last_only=True)[:, -1]
             torch.testing.assert_close(got[s], metric(logits, torch.arange(2)), atol=1e-5, rtol=1e-4)
+
+
+SHORT_LONG = ["w5 w6", "w20 w21 w22 w23 w24 w25 w26 w27 w28"]  # lengths far apart: two length groups
+SHORT_LONG_CORRUPT = ["w5 w40", "w20 w50 w22 w23 w24 w25 w26 w27 w28"]
+
+
+def test_length_groups_split_far_lengths_only():
+    mask = torch.tensor([[0, 0, 0, 1, 1], [1, 1, 1, 1, 1], [0, 0, 1, 1, 1], [0, 0, 0, 0, 1]])
+    assert [g.tolist() for g in length_groups(mask)] == [[3], [0], [2], [1]]
+    assert [g.tolist() for g in length_groups(mask, ratio=2.0)] == [[3, 0], [2, 1]]
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("family", ["model", "gpt2"])
+def test_trimmed_padding_keeps_logits_and_edit_positions(tiny_model, family, tmp_path):
+    # The leading all-padding columns are dropped when only the last position is read: same logits as
+    # the untrimmed run, with an edit at a positive and at a negative position (GPT-2: absolute positions).
+    from tests.tiny import save_tiny_model
+
+    from lib.models import load_model
+
+    model = tiny_model if family == "model" else load_model(str(save_tiny_model("gpt2", tmp_path)), "cpu")
+    enc = encode(model.tokenizer, SHORT_LONG)
+    short = Run(enc).select(torch.tensor([0, 0]))  # rows padded on the left in every column but the last few
+    seq = short.shape[1]
+    assert trim_padding(short)[0].shape[1] < seq
+    edits = [Edit("resid_pre", 1, torch.tensor([0]), torch.tensor([[seq - 2]]), torch.ones(1, 1, Arch(model).d_model)),
+             Edit("mlp_out", 2, torch.tensor([1]), torch.tensor([[-1]]), torch.zeros(1, 1, Arch(model).d_model))]
+    trimmed = run_with_edits(model, short, edits)[:, -1]
+    full = run_with_edits(model, short, edits, last_only=False)[:, -1]
+    torch.testing.assert_close(trimmed, full, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(trimmed[0], trimmed[1])  # the edits did something
+
+
+@torch.no_grad()
+def test_sweeps_and_sets_over_length_groups_match_each_prompt_alone(tiny_model):
+    # Prompts of far-apart lengths run in separate groups; each result equals the prompt swept alone (no padding).
+    enc = encode(tiny_model.tokenizer, SHORT_LONG + SHORT_LONG_CORRUPT)
+    clean, corrupt = Run({k: v[:2] for k, v in enc.items()}), Run({k: v[2:] for k, v in enc.items()})
+    metric = logit_diff_metric(ANSWER, WRONG)
+    res = patch_sweep(tiny_model, clean, corrupt, "resid_pre", metric, positions=[-1, -2])
+    sets = [[], [("mlp_out", 1)], [("mlp_out", 0), ("head", 2, 1)]]
+    means = {"mlp_out": mean_activations(tiny_model, clean, "mlp_out"), "head": mean_activations(tiny_model, clean, "head")}
+    got_sets = ablation_sets(tiny_model, clean, sets, metric, means=means, positions=[-1])
+    for p in range(2):
+        alone = encode(tiny_model.tokenizer, [SHORT_LONG[p], SHORT_LONG_CORRUPT[p]])
+        one = patch_sweep(tiny_model, Run({k: v[:1] for k, v in alone.items()}), Run({k: v[1:] for k, v in alone.items()}),
+                          "resid_pre", logit_diff_metric(ANSWER[p:p + 1], WRONG[p:p + 1]), positions=[-1, -2])
+        torch.testing.assert_close(res.values[p], one.values[0], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(res.clean[p], one.clean[0], atol=1e-4, rtol=1e-4)
+        single = encode(tiny_model.tokenizer, [SHORT_LONG[p]])
+        want = ablation_sets(tiny_model, single, sets, logit_diff_metric(ANSWER[p:p + 1], WRONG[p:p + 1]),
+                             means=means, positions=[-1])
+        torch.testing.assert_close(got_sets[:, p], want[:, 0], atol=1e-4, rtol=1e-4)
