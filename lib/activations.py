@@ -100,6 +100,9 @@ def set_entries(model, enc: dict, features: dict[int, list[int]], values: dict[i
     return run_with_edits(model, enc, edits, last_only=False)
 
 
+NLL_BLOCK = 2 ** 26  # logits unembedded at once when scoring next-token NLL (256 MB in float32)
+
+
 @dataclass
 class EntryEffects:
     """What one intervention on hidden-state entries does, per row: language modelling and attention sinks."""
@@ -122,15 +125,33 @@ def entry_effects(model, enc: dict, features: dict[int, list[int]], values: dict
     rows = torch.arange(mask.shape[0], device=mask.device)
     queries = (mask & (torch.arange(mask.shape[1], device=mask.device)[None] > first_pos[:, None])).float()
     to_first = []  # filled inside the trace (a list made in the trace would not come out of it)
-    with eager_attention(model), model.trace(dict(enc)):
+    with eager_attention(model), model.trace(dict(enc)) as tracer:
         for layer in range(arch.n_layers):  # a trace visits modules in execution order: attention, then resid_post
             column = arch.attn(layer).output[1][rows, :, :, first_pos]  # [batch, head, q]: weight on the first token
             to_first.append(nnsight.save((column * queries[:, None]).sum(-1) / queries.sum(-1)[:, None]))
             for edit in (e for e in edits if e.layer == layer):
                 _write(site_tensor(arch, "resid_post", layer), edit)
-        nll, count = token_nll(model.output.logits, enc)
-        nll, count = nnsight.save(nll), nnsight.save(count)
+        final = nnsight.save(arch.final_norm.output)  # [batch, pos, d_model]
+        tracer.stop()  # the unembedding runs below, a few rows at a time
+    nll, count = _blockwise_nll(arch, final, enc)
     return EntryEffects(nll.float(), count, torch.stack(to_first, 1).float())
+
+
+def _blockwise_nll(arch: Arch, final: Tensor, enc: dict) -> tuple[Tensor, Tensor]:
+    """`token_nll` of the logits of final-norm outputs [batch, pos, d_model], unembedded a block of rows
+    at a time (about 2^26 logits each), so a large vocabulary never needs [batch, pos, vocab] at once."""
+    head, cap = arch.hf_module("unembed"), arch.softcap()
+    block = max(1, NLL_BLOCK // (final.shape[1] * arch.vocab_size))
+    nll, count = [], []
+    for start in range(0, final.shape[0], block):
+        logits = head(final[start:start + block].to(head.weight.dtype)).float()
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        part = {k: v[start:start + block] for k, v in enc.items()}
+        n, c = token_nll(logits, part)
+        nll.append(n)
+        count.append(c)
+    return torch.cat(nll), torch.cat(count)
 
 
 def token_nll(logits: Float[Tensor, "batch pos vocab"], enc: dict) -> tuple[Float[Tensor, " batch"], Int[Tensor, " batch"]]:

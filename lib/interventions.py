@@ -18,7 +18,10 @@ of its down-projection, d_mlp wide; chapter 11).
     edit = Edit("head", 9, rows=torch.arange(b), pos=pos, values=None, heads=h, src_rows=src)
     logits = run_with_edits(model, run, [edit])              # [batch, 1, vocab] (last_only)
 
-Positions follow `encode`'s left padding: index -1 is every row's last token. Wherever a
+Positions follow `encode`'s left padding: index -1 is every row's last token. When only the last
+position is read, `run_with_edits` drops the leading columns that are padding in every row
+(`trim_padding`), and the sweeps run prompts grouped by length (`length_groups`), so short prompts
+do not pay for the longest one's padding. Wherever a
 `positions` argument appears it may be None (all), a list of ints (the same for every row) or an
 int tensor [batch, m] (per row, e.g. each prompt's last subject token).
 

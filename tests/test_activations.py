@@ -148,3 +148,17 @@ def test_entry_effects_match_hooks(tiny_model, reference_hf, enc):
         plain = reference_hf(**enc).logits
     torch.testing.assert_close(entry_effects(tiny_model, enc, {}, {}, first[:, None]).nll, token_nll(plain, enc)[0],
                                atol=1e-4, rtol=1e-4)
+
+
+def test_entry_effects_score_nll_in_row_blocks(tiny_model, reference_hf, enc, monkeypatch):
+    """One row unembedded at a time gives the plain model's NLL, as one block of all rows does."""
+    import lib.activations
+
+    first = (enc["attention_mask"] == 0).sum(-1)
+    whole = entry_effects(tiny_model, enc, {}, {}, first[:, None]).nll
+    monkeypatch.setattr(lib.activations, "NLL_BLOCK", 1)  # a block of one row
+    one_by_one = entry_effects(tiny_model, enc, {}, {}, first[:, None]).nll
+    with torch.no_grad():
+        plain = token_nll(reference_hf(**enc).logits, enc)[0]
+    torch.testing.assert_close(one_by_one, whole, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(one_by_one, plain, atol=1e-4, rtol=1e-4)

@@ -68,3 +68,15 @@ def test_no_chapter_reads_weights_or_config_itself(path):
     found = [line.strip() for c in cells if c["cell_type"] == "code" and not source(c).startswith("# Colab")
              for line in source(c).splitlines() if WEIGHT_OR_CONFIG.search(line.split("#")[0])]
     assert not found, f"use Arch's accessors (W_O, W_U, W_out, norm_eps, ...) instead of: {found}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_papermill_reads_every_parameter(path, caplog):
+    # papermill skips a parameter line it cannot parse (a warning, e.g. for "(= ...)" in its comment),
+    # and then `papermill --help-notebook` and its type checks miss that parameter.
+    import papermill
+
+    with caplog.at_level("WARNING"):
+        names = list(papermill.inspect_notebook(str(path)))
+    assert not [r.getMessage() for r in caplog.records if "parse" in r.getMessage()]
+    assert {"model_name", "device", "seed"} <= set(names)

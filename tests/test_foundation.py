@@ -60,6 +60,18 @@ def test_token_rank_and_lens_stats_match_sorting(tiny_model):
     assert token_rank(torch.tensor([[0.1, 0.9, 0.5]]), torch.tensor([2])).item() == 1
 
 
+def test_token_rank_in_blocks_matches_all_at_once(monkeypatch):
+    import lib.lens
+
+    logits = torch.randn(7, 3, 50, generator=torch.Generator().manual_seed(0))
+    tokens = torch.randint(0, 50, (7, 3), generator=torch.Generator().manual_seed(1))
+    whole = (logits > logits.gather(-1, tokens[..., None])).sum(-1)
+    monkeypatch.setattr(lib.lens, "RANK_BLOCK", 150)  # one row of 3 x 50 per block
+    assert torch.equal(token_rank(logits, tokens), whole)
+    assert torch.equal(token_rank(logits[:, None].expand(-1, 4, -1, -1)[:, 2], tokens), whole)  # an expanded view
+    assert token_rank(logits[0, 0], tokens[0, 0]).item() == int((logits[0, 0] > logits[0, 0, tokens[0, 0]]).sum())
+
+
 def test_claims_table_rounds_and_record_is_written(tmp_path, monkeypatch):
     monkeypatch.setenv("FIELD_GUIDE_RECORDS", str(tmp_path))
 

@@ -263,9 +263,8 @@ def test_length_groups_split_far_lengths_only():
 def test_trimmed_padding_keeps_logits_and_edit_positions(tiny_model, family, tmp_path):
     # The leading all-padding columns are dropped when only the last position is read: same logits as
     # the untrimmed run, with an edit at a positive and at a negative position (GPT-2: absolute positions).
-    from tests.tiny import save_tiny_model
-
     from lib.models import load_model
+    from tests.tiny import save_tiny_model
 
     model = tiny_model if family == "model" else load_model(str(save_tiny_model("gpt2", tmp_path)), "cpu")
     enc = encode(model.tokenizer, SHORT_LONG)
